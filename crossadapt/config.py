@@ -1,0 +1,347 @@
+"""Typed configs: dataclasses loaded from YAML with errors that name the bad key.
+
+Every knob (``r``, ``tau``, ``r_enh``, thresholds, learning rates) is read here once and handed
+down as a typed object; nothing deeper looks a value up in a dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from crossadapt.errors import ConfigError
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- sections
+
+
+@dataclass
+class DataConfig:
+    """Where the encoded logs are and how they are split in time.
+
+    ``teacher_periods`` are the long history the teacher saw; ``window_periods`` the retained
+    recent window the student may use; ``test_periods`` the following period(s) for evaluation;
+    ``stream_periods`` the periods replayed online. Periods are half-open ``[start, end)``.
+    """
+
+    root: str = "runs/synthetic/data"
+    source: Literal["synthetic", "criteo", "avazu", "kdd12", "parquet"] = "synthetic"
+    raw_path: str = ""
+    teacher_periods: tuple[int, int] = (0, 6)
+    window_periods: tuple[int, int] = (6, 8)
+    test_periods: tuple[int, int] = (8, 9)
+    stream_periods: tuple[int, int] = (9, 16)
+    valid_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("teacher_periods", "window_periods", "test_periods", "stream_periods"):
+            a, b = getattr(self, name)
+            if not 0 <= a < b:
+                raise ConfigError(f"data.{name}: need 0 <= start < end, got [{a}, {b})")
+        if not 0.0 <= self.valid_fraction < 0.5:
+            raise ConfigError(f"data.valid_fraction: must be in [0, 0.5), got {self.valid_fraction}")
+
+
+@dataclass
+class SyntheticConfig:
+    """Shape of the synthetic logs (the embedded default)."""
+
+    num_fields: int = 12
+    vocab_size: int = 2000
+    rows_per_period: int = 40_000
+    num_periods: int = 16
+    zipf_a: float = 1.1
+    latent_dim: int = 8
+    base_ctr: float = 0.12
+    drift_periods: tuple[int, ...] = (11, 14)
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """A model from the registry and its hyper-parameters (each model reads what it needs)."""
+
+    name: str = "dnn"
+    embed_dim: int = 16
+    hidden_units: tuple[int, ...] = (256, 128, 64)
+    dropout: float = 0.0
+    batch_norm: bool = False
+    num_cross_layers: int = 3
+    cin_layer_units: tuple[int, ...] = (64, 64)
+    num_attention_layers: int = 2
+    num_heads: int = 2
+    attention_dim: int = 16
+
+    def __post_init__(self) -> None:
+        if self.embed_dim < 1:
+            raise ConfigError(f"model.embed_dim: must be >= 1, got {self.embed_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout: must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class OptimConfig:
+    """Plain supervised training (teacher, baselines)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 2048
+    epochs: int = 5
+    patience: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"optim.lr: must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ConfigError(f"optim.batch_size: must be >= 1, got {self.batch_size}")
+        if self.epochs < 1:
+            raise ConfigError(f"optim.epochs: must be >= 1, got {self.epochs}")
+
+
+@dataclass
+class DistillConfig:
+    """Progressive distillation: phase 1 (embeddings frozen) then phase 2 (joint)."""
+
+    alpha: float = 1.0
+    temperature: float = 1.0
+    kind: Literal["bce", "mse"] = "bce"
+    phase1_epochs: int = 2
+    phase2_epochs: int = 3
+    phase1_lr: float = 2e-3
+    phase2_lr: float = 5e-4
+    r: float = 0.1
+    sample_mode: Literal["uniform", "stratified"] = "uniform"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.r <= 1.0:
+            raise ConfigError(f"distill.r: sample ratio must be in (0, 1], got {self.r}")
+        if self.alpha < 0:
+            raise ConfigError(f"distill.alpha: must be >= 0, got {self.alpha}")
+        if self.temperature <= 0:
+            raise ConfigError(f"distill.temperature: must be > 0, got {self.temperature}")
+        if self.phase1_epochs < 0 or self.phase2_epochs < 0 or self.phase1_epochs + self.phase2_epochs < 1:
+            raise ConfigError("distill.phase1_epochs/phase2_epochs: need >= 0 each and >= 1 in total")
+
+
+@dataclass
+class ProjectionConfig:
+    """How teacher embeddings are projected to the student's dimension."""
+
+    method: Literal["auto", "gram", "rsvd"] = "auto"
+    num_actors: int = 2
+    oversample: int = 10
+    power_iters: int = 2
+    rsvd_min_dim: int = 512
+    seed: int = 0
+
+
+@dataclass
+class ResourcesConfig:
+    """Ray Train resources. ``use_gpu="auto"`` takes GPUs when the cluster has them."""
+
+    num_workers: int = 2
+    use_gpu: Literal["auto", "true", "false"] = "auto"
+    cpus_per_worker: float = 1.0
+    amp: Literal["none", "bf16"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 1:
+            raise ConfigError(f"resources.num_workers: must be >= 1, got {self.num_workers}")
+
+
+@dataclass
+class OnlineConfig:
+    """Online asymmetric co-distillation on a stream of periods."""
+
+    tau: int = 10
+    batch_size: int = 1024
+    student_lr: float = 5e-4
+    teacher_lr: float = 5e-4
+    alpha: float = 0.5
+    temperature: float = 1.0
+    r_enh_max: float = 0.5
+    r_enh_min: float = 0.0
+    theta_low: float = 0.02
+    theta_high: float = 0.1
+    reservoir_size: int = 20_000
+    top_k: int = 100
+    methods: tuple[str, ...] = ("student_only", "frozen_teacher_kd", "sync_codistill", "crossadapt")
+
+    def __post_init__(self) -> None:
+        if self.tau < 1:
+            raise ConfigError(f"online.tau: must be >= 1, got {self.tau}")
+        if not self.theta_low < self.theta_high:
+            raise ConfigError(
+                f"online.theta_low ({self.theta_low}) must be < online.theta_high ({self.theta_high})"
+            )
+        if not 0.0 <= self.r_enh_min <= self.r_enh_max < 1.0:
+            raise ConfigError(
+                f"online.r_enh_min/r_enh_max: need 0 <= min <= max < 1, got {self.r_enh_min}, {self.r_enh_max}"
+            )
+
+
+@dataclass
+class TrackingConfig:
+    """Experiment tracking. W&B is optional; JSON results are always written."""
+
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "crossadapt"
+    experiment: str = "default"
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one run of ``crossadapt`` needs."""
+
+    out_dir: str = "runs/default"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    teacher: ModelConfig = field(default_factory=lambda: ModelConfig(name="dnn", embed_dim=16))
+    student: ModelConfig = field(default_factory=lambda: ModelConfig(name="dcnv2", embed_dim=32))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    methods: tuple[str, ...] = (
+        "scratch",
+        "kd",
+        "crossadapt",
+        "crossadapt_no_projection",
+        "crossadapt_no_phases",
+        "crossadapt_full_window",
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _check_type(value: Any, tp: Any, key: str) -> Any:
+    """Coerce ``value`` to annotation ``tp`` or raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, prefix=key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {list(args)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_check_type(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+        return tuple(_check_type(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], d: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys and bad types raise ConfigError."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown config key(s) {[where + k for k in unknown]}; valid keys under "
+            f"{prefix or 'top level'}: {sorted(names)}"
+        )
+    kwargs = {k: _check_type(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in d.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        if prefix and not str(e).startswith(prefix):
+            raise ConfigError(f"{prefix}: {e}") from None
+        raise
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict (JSON/YAML-safe) form of a config dataclass; tuples become lists."""
+
+    def conv(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(cfg)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Load an ``ExperimentConfig`` from YAML (``None``: defaults), then apply dotted overrides.
+
+    Example: ``load_config("configs/quick.yaml", {"distill.r": 0.2})``.
+    """
+    d: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e})") from e
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        node = d
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    try:
+        return from_dict(ExperimentConfig, d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def replace(cfg: T, **changes: Any) -> T:
+    """``dataclasses.replace`` re-exported so callers need not import dataclasses."""
+    return dataclasses.replace(cfg, **changes)

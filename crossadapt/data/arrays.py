@@ -1,0 +1,164 @@
+"""Encoded logs as in-memory numpy arrays, read from the parquet layout and validated.
+
+An *arrays dict* is ``{"ids": int64 (N, F_cat), "dense": float32 (N, F_num), "label": float32 (N,)}``
+with the columns in feature-map order. Every check names the file (or source), column and row at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crossadapt.errors import DataError
+from crossadapt.featuremap import FeatureMap
+
+Arrays = dict[str, np.ndarray]
+_PERIOD_RE = re.compile(r"^period=(\d+)$")
+
+
+def list_periods(root: str | os.PathLike) -> list[int]:
+    """Sorted period numbers found under ``root`` (folders ``period=<k>``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data folder not found")
+    periods = sorted(int(m.group(1)) for p in root.iterdir() if (m := _PERIOD_RE.match(p.name)))
+    if not periods:
+        raise DataError(f"{root}: no period=<k> folders")
+    return periods
+
+
+def period_files(root: str | os.PathLike, periods: Iterable[int]) -> list[Path]:
+    """Parquet files of the given periods, in time order (period, then part name)."""
+    root = Path(root)
+    files: list[Path] = []
+    for k in periods:
+        folder = root / f"period={k}"
+        parts = sorted(folder.glob("*.parquet"))
+        if not parts:
+            raise DataError(f"{folder}: period {k} has no parquet files (available: {list_periods(root)})")
+        files.extend(parts)
+    return files
+
+
+def period_range(span: tuple[int, int]) -> list[int]:
+    """Half-open ``(start, end)`` as a list of period numbers."""
+    return list(range(span[0], span[1]))
+
+
+def check_schema(schema: pa.Schema, fm: FeatureMap, source: str) -> None:
+    """Raise DataError if a column of ``fm`` is missing or has a dtype the contract does not allow."""
+    names = set(schema.names)
+    required = [fm.label, *fm.categorical_names, *fm.numeric_names]
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {missing} required by feature map {fm.dataset!r}")
+    for c in [fm.label, *fm.categorical_names]:
+        t = schema.field(c).type
+        if not (pa.types.is_integer(t) or pa.types.is_boolean(t)):
+            raise DataError(f"{source}: column {c!r} has dtype {t}, expected an integer type")
+    for c in fm.numeric_names:
+        t = schema.field(c).type
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+            raise DataError(f"{source}: column {c!r} has dtype {t}, expected float32")
+
+
+def columns_to_arrays(cols: Mapping[str, np.ndarray], fm: FeatureMap, source: str, row_offset: int = 0) -> Arrays:
+    """Stack per-field columns into an arrays dict, checking labels, id ranges and finiteness."""
+    n = len(cols[fm.label])
+    label = np.asarray(cols[fm.label])
+    bad = np.flatnonzero((label != 0) & (label != 1))
+    if bad.size:
+        r = int(bad[0])
+        raise DataError(
+            f"{source}: column {fm.label!r} row {row_offset + r}: label {label[r].item()!r} not in {{0, 1}} "
+            f"({bad.size} such rows)"
+        )
+    ids = np.empty((n, len(fm.categorical_fields)), dtype=np.int64)
+    for j, f in enumerate(fm.categorical_fields):
+        col = np.asarray(cols[f.name])
+        if col.dtype.kind not in "iub":
+            raise DataError(f"{source}: column {f.name!r} has dtype {col.dtype}, expected an integer type")
+        bad = np.flatnonzero((col < 0) | (col >= f.vocab_size))
+        if bad.size:
+            r = int(bad[0])
+            raise DataError(
+                f"{source}: column {f.name!r} row {row_offset + r}: id {int(col[r])} outside the vocabulary "
+                f"[0, {f.vocab_size}) ({bad.size} such rows)"
+            )
+        ids[:, j] = col
+    dense = np.empty((n, len(fm.numeric_fields)), dtype=np.float32)
+    for j, f in enumerate(fm.numeric_fields):
+        col = np.asarray(cols[f.name], dtype=np.float32)
+        bad = np.flatnonzero(~np.isfinite(col))
+        if bad.size:
+            r = int(bad[0])
+            raise DataError(f"{source}: column {f.name!r} row {row_offset + r}: value {col[r]} is not finite")
+        dense[:, j] = col
+    return {"ids": ids, "dense": dense, "label": label.astype(np.float32)}
+
+
+def read_file(path: str | os.PathLike, fm: FeatureMap) -> Arrays:
+    """Read and validate one parquet file."""
+    path = Path(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path}: not a readable parquet file ({e})") from e
+    check_schema(pf.schema_arrow, fm, str(path))
+    cols = [fm.label, *fm.categorical_names, *fm.numeric_names]
+    table = pf.read(columns=cols)
+    if table.num_rows == 0:
+        return empty_arrays(fm)
+    return columns_to_arrays({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}, fm, str(path))
+
+
+def read_periods(root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap | None = None) -> Arrays:
+    """Read the given periods (time order kept) into one arrays dict; ``fm`` defaults to the root's map."""
+    fm = fm or FeatureMap.load(root)
+    parts = [read_file(p, fm) for p in period_files(root, periods)]
+    return concat(parts) if parts else empty_arrays(fm)
+
+
+def empty_arrays(fm: FeatureMap) -> Arrays:
+    return {
+        "ids": np.zeros((0, len(fm.categorical_fields)), np.int64),
+        "dense": np.zeros((0, len(fm.numeric_fields)), np.float32),
+        "label": np.zeros((0,), np.float32),
+    }
+
+
+def num_rows(a: Arrays) -> int:
+    return int(a["label"].shape[0])
+
+
+def concat(parts: list[Arrays]) -> Arrays:
+    """Concatenate arrays dicts row-wise."""
+    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in ("ids", "dense", "label")}
+
+
+def take(a: Arrays, index: np.ndarray | slice) -> Arrays:
+    """Rows ``index`` of every array."""
+    return {k: a[k][index] for k in ("ids", "dense", "label")}
+
+
+def sample_index(n: int, r: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded uniform sample of ``round(r * n)`` rows (at least one)."""
+    if not 0 < r <= 1:
+        raise ValueError(f"sample ratio r must be in (0, 1], got {r}")
+    if r == 1:
+        return np.arange(n)
+    k = max(1, int(round(r * n)))
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def split_tail(a: Arrays, fraction: float) -> tuple[Arrays, Arrays]:
+    """Split off the last ``fraction`` of rows (time order) as a validation set."""
+    n = num_rows(a)
+    cut = n - int(round(fraction * n))
+    return take(a, slice(0, cut)), take(a, slice(cut, n))

@@ -1,0 +1,86 @@
+"""KDD Cup 2012 Track 2 (Tencent search ads) ``training.txt``.
+
+Tab-separated, no header, 12 columns: ``Click, Impression, DisplayURL, AdID, AdvertiserID, Depth,
+Position, QueryID, KeywordID, TitleID, DescriptionID, UserID``. A line aggregates ``Impression``
+showings of one ad to one user for one query at one (depth, position), of which ``Click`` were
+clicked.
+
+Label choice: ``label = 1 if Click > 0 else 0`` (one row per line, "clicked at least once"), the
+usual binarisation of this set in CTR benchmarks. It keeps one row per line, so the label rate is
+per aggregated instance and higher than the per-impression CTR ``sum(Click) / sum(Impression)``;
+expanding each line into ``Impression`` rows would be the alternative. The file carries no time
+column; rows are taken in file order as time (``ts`` = valid-row index). Every id column, Depth and
+Position included, is a categorical field; ``Impression`` is only checked, not a feature.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crossadapt.data.converters.base import (
+    BAD_COUNT,
+    BAD_LABEL,
+    BadLine,
+    Layout,
+    RawConverter,
+    Row,
+    check_header,
+    detect_delimiter,
+)
+
+COLUMNS: tuple[str, ...] = (
+    "Click",
+    "Impression",
+    "DisplayURL",
+    "AdID",
+    "AdvertiserID",
+    "Depth",
+    "Position",
+    "QueryID",
+    "KeywordID",
+    "TitleID",
+    "DescriptionID",
+    "UserID",
+)
+FIELDS: tuple[str, ...] = COLUMNS[2:]
+
+
+def _count(token: str) -> int | None:
+    """A non-negative integer count, else ``None``."""
+    token = token.strip()
+    return int(token) if token.isascii() and token.isdigit() else None
+
+
+class KDD12Converter(RawConverter):
+    """KDD Cup 2012 Track 2 training instances; label = clicked at least once."""
+
+    source = "kdd12"
+    label_definition = "1 if Click > 0 else 0 (Click counts clicks out of Impression showings of the line)"
+
+    def detect_layout(self, first_line: str, delimiter: str | None, path: Path) -> Layout:
+        """Tab (or comma) separated; an optional header whose first column is ``Click``."""
+        delim = detect_delimiter(first_line, delimiter, ("\t", ","), path)
+        parts = first_line.split(delim)
+        has_header = parts[0].strip().lower() == "click"
+        if has_header:
+            check_header(parts, COLUMNS, path)
+        return Layout(
+            delimiter=delim,
+            has_header=has_header,
+            num_columns=len(COLUMNS),
+            field_names=FIELDS,
+            encoders=("vocab",) * len(FIELDS),
+            columns={c: i for i, c in enumerate(COLUMNS)},
+            field_columns=tuple(range(2, len(COLUMNS))),
+        )
+
+    def parse(self, parts: list[str], layout: Layout) -> Row:
+        """Check Click (``bad_label``) and Impression >= max(1, Click) (``bad_count``); ids as tokens."""
+        clicks = _count(parts[0])
+        if clicks is None:
+            raise BadLine(BAD_LABEL)
+        impressions = _count(parts[1])
+        if impressions is None or impressions < 1 or clicks > impressions:
+            raise BadLine(BAD_COUNT)
+        tokens = [p or None for p in parts[2:]]
+        return Row(1 if clicks > 0 else 0, tokens)

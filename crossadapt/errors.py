@@ -1,0 +1,23 @@
+"""Exceptions with messages that name the file, row, column or key at fault."""
+
+from __future__ import annotations
+
+
+class CrossAdaptError(Exception):
+    """Base class of every error CrossAdapt raises on purpose."""
+
+
+class ConfigError(CrossAdaptError, ValueError):
+    """A config file or value is invalid (the message names the key)."""
+
+
+class DataError(CrossAdaptError, ValueError):
+    """Input data does not match the data contract (the message names the file, row or column)."""
+
+
+class FeatureMapMismatch(CrossAdaptError, ValueError):
+    """A checkpoint, dataset or config was built against another feature map."""
+
+
+class CheckpointError(CrossAdaptError, ValueError):
+    """A checkpoint is missing, truncated, corrupted or does not match what is asked of it."""

@@ -1,0 +1,47 @@
+"""Shared fixtures: the repo on sys.path, one Ray session per test run, real-sample paths."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Tracking never needs the network in tests.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Start Ray once for the whole test session (2 CPUs, small object store, no dashboard)."""
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            object_store_memory=400 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=True,
+            configure_logging=False,
+        )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; tests that need it skip with a message when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real CTR samples not found at {SHARED_DATA} (see shared/data/README.md)")
+    return SHARED_DATA

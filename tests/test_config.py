@@ -1,0 +1,51 @@
+import pytest
+
+from crossadapt.config import ExperimentConfig, load_config, to_dict
+from crossadapt.errors import ConfigError
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_and_round_trip():
+    cfg = load_config()
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.distill.r == 0.1 and cfg.teacher.embed_dim == 16 and cfg.student.embed_dim == 32
+    from crossadapt.config import from_dict
+
+    assert from_dict(ExperimentConfig, to_dict(cfg)) == cfg
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = write(tmp_path, "distill:\n  r: 0.2\nstudent:\n  name: dcn\n  hidden_units: [64, 32]\n")
+    cfg = load_config(p, {"online.tau": 5})
+    assert cfg.distill.r == 0.2 and cfg.student.name == "dcn" and cfg.student.hidden_units == (64, 32)
+    assert cfg.online.tau == 5
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("distill:\n  rr: 0.2\n", r"distill\.rr"),
+        ("bogus: 1\n", "bogus"),
+        ("distill:\n  r: 0\n", r"distill\.r"),
+        ("distill:\n  r: 1.5\n", r"distill\.r"),
+        ("online:\n  tau: 0\n", r"online\.tau"),
+        ("online:\n  theta_low: 0.2\n  theta_high: 0.1\n", "theta_low"),
+        ("optim:\n  lr: fast\n", r"optim\.lr"),
+        ("student:\n  embed_dim: 3.5\n", r"student\.embed_dim"),
+        ("distill:\n  kind: kl\n", r"distill\.kind"),
+        ("[1, 2]\n", "mapping"),
+    ],
+)
+def test_bad_configs_name_the_key(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
