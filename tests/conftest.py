@@ -16,6 +16,12 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# One intra-op thread per process: on 2 cores, Ray workers and the test process otherwise fight
+# over threads and small models run several times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
