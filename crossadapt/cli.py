@@ -1,0 +1,141 @@
+"""The ``crossadapt`` command: parse arguments and a typed config, then call the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crossadapt.config import ExperimentConfig, load_config
+from crossadapt.errors import CrossAdaptError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise CrossAdaptError(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)  # typed by YAML, then validated by the dataclasses
+    return out
+
+
+def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentConfig:
+    path = args.config or (str(CONFIG_DIR / default) if default else None)
+    overrides = _overrides(args.set or [])
+    if getattr(args, "out", None):
+        overrides["out_dir"] = args.out
+    return load_config(path, overrides)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.prepare import prepare_data
+
+    cfg = _config(args)
+    fm = prepare_data(cfg, force=args.force, num_periods=args.num_periods, min_count=args.min_count)
+    print(f"{cfg.data.root}: {fm.dataset}, {len(fm.fields)} fields, vocab sizes {fm.vocab_sizes}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
+    from crossadapt.experiment.prepare import prepare_data
+    from crossadapt.ray_init import init_ray
+
+    cfg = _config(args)
+    init_ray()
+    fm = prepare_data(cfg)
+    outcome = train_teacher(cfg, fm, Path(cfg.out_dir))
+    metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
+    print(json.dumps({"checkpoint": outcome.best_checkpoint, "test": metrics,
+                      "train_seconds": outcome.train_seconds}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from crossadapt.data.arrays import read_periods
+    from crossadapt.featuremap import FeatureMap
+    from crossadapt.models import load_checkpoint
+    from crossadapt.train.engine import evaluate
+
+    fm = FeatureMap.load(args.data)
+    start, _, end = args.periods.partition(":")
+    periods = range(int(start), int(end or int(start) + 1))
+    model = load_checkpoint(args.checkpoint, expected_feature_map=fm).model
+    metrics = evaluate(model, read_periods(args.data, periods, fm))
+    print(json.dumps({"checkpoint": args.checkpoint, "periods": list(periods), **metrics}, indent=2))
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.run import run_experiment
+
+    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
+    run_experiment(cfg, stages=("offline",))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.run import run_experiment
+
+    cfg = _config(args, "quick.yaml" if args.quick else "demo.yaml")
+    run_experiment(cfg, stages=("offline", "online"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crossadapt", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, out: bool = True) -> None:
+        sp.add_argument("--config", help="YAML config (see configs/)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. distill.r=0.2")
+        if out:
+            sp.add_argument("--out", help="output folder (overrides out_dir)")
+
+    sp = sub.add_parser("prepare", help="raw or synthetic logs -> encoded parquet + feature map")
+    common(sp, out=False)
+    sp.add_argument("--force", action="store_true", help="rebuild even if the data exists")
+    sp.add_argument("--num-periods", type=int, default=None, help="split raw rows into this many periods")
+    sp.add_argument("--min-count", type=int, default=2, help="vocabulary min count for raw logs")
+    sp.set_defaults(func=cmd_prepare)
+
+    sp = sub.add_parser("train", help="train the config's teacher model on the history periods")
+    common(sp)
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("evaluate", help="evaluate a checkpoint on a period range")
+    sp.add_argument("--checkpoint", required=True)
+    sp.add_argument("--data", required=True, help="encoded data root (holds feature_map.json)")
+    sp.add_argument("--periods", required=True, help="START:END (half-open) or one period")
+    sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("transfer", help="offline stage: teacher, projection, every method over seeds")
+    common(sp)
+    sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
+    sp.set_defaults(func=cmd_transfer)
+
+    sp = sub.add_parser("demo", help="the whole pipeline on synthetic logs: results.json + report.md")
+    common(sp)
+    sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
+    sp.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CrossAdaptError as e:
+        print(f"crossadapt: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Ray Data access to the encoded logs: read periods, seeded sampling at ratio ``r``, time splits.
+
+Schemas are checked against the feature map up front (cheap, footer only) so a bad file is named
+before any worker starts. Rows reach Ray Train workers as column batches that
+``crossadapt.data.arrays.columns_to_arrays`` turns into the arrays dict.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import ray.data
+
+from crossadapt.data import arrays as A
+from crossadapt.errors import DataError
+from crossadapt.featuremap import FeatureMap
+
+
+def _columns(fm: FeatureMap) -> list[str]:
+    return [fm.label, *fm.categorical_names, *fm.numeric_names]
+
+
+def read_logs(root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap) -> ray.data.Dataset:
+    """A dataset of the given periods (rows in time order), only the columns the model needs."""
+    # Time splits and tail validation rely on row order, which Ray Data does not keep by default.
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    files = A.period_files(root, periods)
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+        except Exception as e:  # pyarrow raises several types for broken footers
+            raise DataError(f"{f}: not a readable parquet file ({e})") from e
+        A.check_schema(schema, fm, str(f))
+    return ray.data.read_parquet([str(f) for f in files], file_extensions=None).select_columns(_columns(fm))
+
+
+def sample(
+    root: str | os.PathLike,
+    periods: Iterable[int],
+    fm: FeatureMap,
+    r: float,
+    seed: int,
+    mode: str = "uniform",
+) -> ray.data.Dataset:
+    """Seeded sample of ratio ``r`` of the periods.
+
+    ``uniform``: each row kept independently with probability ``r`` (Bernoulli, seeded).
+    ``stratified``: exactly ``round(r * n_k)`` rows from each period ``k``, so every period keeps its share.
+    """
+    periods = list(periods)
+    if not 0 < r <= 1:
+        raise DataError(f"sample ratio r must be in (0, 1], got {r}")
+    if r == 1:
+        return read_logs(root, periods, fm)
+    if mode == "uniform":
+        return read_logs(root, periods, fm).random_sample(r, seed=seed)
+    if mode == "stratified":
+        parts = []
+        for k in periods:
+            ds = read_logs(root, [k], fm)
+            n = sum(pq.ParquetFile(f).metadata.num_rows for f in A.period_files(root, [k]))
+            parts.append(ds.random_shuffle(seed=seed + k).limit(max(1, int(round(r * n)))))
+        return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    raise DataError(f"unknown sample mode {mode!r}; use 'uniform' or 'stratified'")
+
+
+def time_split(ds: ray.data.Dataset, valid_fraction: float) -> tuple[ray.data.Dataset, ray.data.Dataset | None]:
+    """Split off the last ``valid_fraction`` of rows (time order, no shuffle) for validation."""
+    if valid_fraction <= 0:
+        return ds, None
+    train, valid = ds.train_test_split(test_size=valid_fraction, shuffle=False)
+    return train, valid
+
+
+def iter_arrays(it, fm: FeatureMap, batch_size: int = 65536, source: str = "dataset") -> Iterator[A.Arrays]:
+    """Arrays dicts from a Ray ``DataIterator`` (a worker's shard) or a Dataset."""
+    offset = 0
+    for cols in it.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        a = A.columns_to_arrays(cols, fm, source, row_offset=offset)
+        offset += A.num_rows(a)
+        yield a
+
+
+def materialize_arrays(it, fm: FeatureMap, source: str = "dataset") -> A.Arrays:
+    """All rows of a shard or dataset as one arrays dict (for sets that fit in memory)."""
+    parts = list(iter_arrays(it, fm, source=source))
+    return A.concat(parts) if parts else A.empty_arrays(fm)
+
+
+def dataset_from_arrays(a: A.Arrays, fm: FeatureMap) -> ray.data.Dataset:
+    """An in-memory dataset with the parquet column layout (tests and benchmarks)."""
+    cols = {fm.label: a["label"].astype(np.int8)}
+    for j, name in enumerate(fm.categorical_names):
+        cols[name] = a["ids"][:, j]
+    for j, name in enumerate(fm.numeric_names):
+        cols[name] = a["dense"][:, j]
+    return ray.data.from_arrow(pa.table(cols))
+
+
+def period_row_counts(root: str | os.PathLike, periods: Iterable[int]) -> list[int]:
+    """Row count of each period, from parquet footers (no data read)."""
+    return [sum(pq.ParquetFile(f).metadata.num_rows for f in A.period_files(root, [k])) for k in periods]
+
+
+def window_split(
+    root: str | os.PathLike,
+    periods: Iterable[int],
+    fm: FeatureMap,
+    valid_fraction: float,
+    r: float = 1.0,
+    seed: int = 0,
+    mode: str = "uniform",
+) -> tuple[ray.data.Dataset, ray.data.Dataset | None]:
+    """Training pool and validation split of a window, then a seeded sample of ratio ``r`` of the pool.
+
+    Validation is the last ``valid_fraction`` of rows in time order (never trained on). The pool is
+    sampled ``uniform`` (Bernoulli per row, seeded) or ``stratified`` (exactly ``round(r * n_k)`` rows
+    of each period ``k``'s share of the pool).
+    """
+    periods = list(periods)
+    counts = period_row_counts(root, periods)
+    total = sum(counts)
+    cut = total - int(round(valid_fraction * total))
+    if cut <= 0:
+        raise DataError(f"{root}: periods {periods} hold {total} rows, too few for a validation split")
+    bounds = sorted({b for b in np.cumsum(counts)[:-1].tolist() if b < cut} | {cut})
+    pieces = read_logs(root, periods, fm).split_at_indices(bounds)
+    pool, valid = pieces[:-1], pieces[-1] if cut < total else None
+    if cut == total:
+        pool = pieces[:-1] if pieces[-1].count() == 0 else pieces
+    if r >= 1:
+        train = pool[0].union(*pool[1:]) if len(pool) > 1 else pool[0]
+    elif mode == "uniform":
+        train = (pool[0].union(*pool[1:]) if len(pool) > 1 else pool[0]).random_sample(r, seed=seed)
+    elif mode == "stratified":
+        parts = [p.random_shuffle(seed=seed + i).limit(max(1, int(round(r * p.count())))) for i, p in enumerate(pool)]
+        train = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    else:
+        raise DataError(f"unknown sample mode {mode!r}; use 'uniform' or 'stratified'")
+    return train, valid

@@ -1,0 +1,1 @@
+"""Experiment protocol: time-ordered splits, the teacher, the offline methods and their baselines."""

@@ -1,0 +1,23 @@
+"""Connect to Ray the same way on a laptop and on a cluster."""
+
+from __future__ import annotations
+
+import os
+
+import ray
+import ray.data
+
+
+def init_ray(num_cpus: int | None = None) -> None:
+    """Join the cluster named by ``RAY_ADDRESS`` (as ``ray job submit`` sets it), else start Ray locally.
+
+    A local Ray binds to 127.0.0.1 and starts no dashboard: nothing is exposed beyond this machine.
+    """
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
+                 object_store_memory=None)
+    ray.data.DataContext.get_current().enable_progress_bars = False

@@ -1,0 +1,263 @@
+"""Ray Train glue: the per-worker loop (DDP over gloo on CPU, NCCL on GPU) and the driver call.
+
+Each worker materialises its shard of the training set once (sampled sets fit in memory, on the GPU
+when there is one) and iterates it with a fresh permutation per epoch. The frozen teacher's logits
+for that shard are computed once, in the same worker, in inference mode. Rank 0 evaluates the whole
+validation split each epoch (exact AUC), decides early stopping for everyone, keeps the best model
+as ``<run_dir>/best.pt`` and reports a resumable checkpoint each epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import ray.train
+import torch
+import torch.distributed as dist
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from crossadapt import atomic
+from crossadapt.config import ResourcesConfig, from_dict, to_dict
+from crossadapt.data.ray_data import materialize_arrays
+from crossadapt.featuremap import FeatureMap
+from crossadapt.models import build_model, load_checkpoint, save_checkpoint
+from crossadapt.train import engine
+from crossadapt.train.engine import TrainJob
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrainOutcome:
+    """What a finished run leaves: best model path and the measured figures."""
+
+    best_checkpoint: str
+    best_valid_auc: float
+    history: list[dict]
+    train_seconds: float
+    wall_seconds: float
+    samples_seen: int
+
+
+def _world() -> tuple[int, int]:
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size()
+
+
+def _broadcast_flag(flag: bool, world: int, device: torch.device) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def _all_reduce(value: float, world: int, device: torch.device, op=None) -> float:
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+    return float(t.item())
+
+
+def _wrap(model: torch.nn.Module, world: int, device: torch.device) -> torch.nn.Module:
+    """DDP around ``model`` for the current phase (rebuilt per phase since frozen params change)."""
+    if world == 1:
+        return model
+    ids = [device] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point; ``config["job"]`` is a ``TrainJob`` as a plain dict."""
+    job = from_dict(TrainJob, config["job"])
+    rank, world = _world()
+    device = ray.train.torch.get_device()
+    fm = FeatureMap.from_dict(job.feature_map)
+    run_dir = Path(job.run_dir)
+
+    torch.manual_seed(job.seed)  # identical init on every rank
+    model = build_model(job.model, fm).to(device)
+    if job.init_embeddings:
+        init = torch.load(job.init_embeddings, map_location=device, weights_only=True)
+        with torch.no_grad():
+            model.embedding.table.weight.copy_(init["table"])
+            if init.get("numeric") is not None and model.embedding.numeric is not None:
+                model.embedding.numeric.copy_(init["numeric"])
+
+    train = engine.to_tensors(materialize_arrays(ray.train.get_dataset_shard("train"), fm, "train shard"), device)
+    valid = None
+    if rank == 0 and config.get("has_valid"):
+        valid = engine.to_tensors(materialize_arrays(ray.train.get_dataset_shard("valid"), fm, "valid"), device)
+
+    t0 = time.perf_counter()
+    teacher_logits = None
+    if job.teacher_checkpoint and job.alpha > 0:
+        teacher = load_checkpoint(job.teacher_checkpoint, expected_feature_map=fm).model.to(device)
+        teacher_logits = engine.predict_logits(teacher, train, amp=job.amp)
+        del teacher
+    teacher_seconds = time.perf_counter() - t0
+
+    # DDP needs the same number of steps on every rank: the smallest shard decides.
+    n_local = train["ids"].shape[0]
+    n_min = int(_all_reduce(n_local, world, device, dist.ReduceOp.MIN if world > 1 else None))
+    batch = max(1, min(job.batch_size, n_min))
+    steps = max(1, -(-n_min // batch))  # ceil: the last batch may be partial, no sampled row is wasted
+
+    # (phase, epoch) is the next epoch to run; the optimizer state belongs to that phase.
+    state = {"phase": 0, "epoch": 0, "best_auc": -1.0, "bad_epochs": 0, "samples": 0, "seconds": 0.0,
+             "history": []}
+    optimizer_state = None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:  # resume after a worker failure
+        with ckpt.as_directory() as d:
+            saved = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        state = saved["state"]
+        optimizer_state = saved["optimizer"] if state["epoch"] > 0 else None
+        if rank == 0:
+            print(f"[{job.name}] resumed at phase {state['phase']} epoch {state['epoch']}", flush=True)
+
+    gen = torch.Generator()
+    while state["phase"] < len(job.phases):
+        p = state["phase"]
+        phase = job.phases[p]
+        last_phase = p == len(job.phases) - 1
+        engine.apply_phase(model, phase)
+        wrapped = _wrap(model, world, device)
+        opt = engine.make_optimizer(model, phase.lr, job.weight_decay)
+        if optimizer_state is not None:
+            opt.load_state_dict(optimizer_state)
+            optimizer_state = None
+        stop = False
+        while state["phase"] == p and not stop:
+            e = state["epoch"]
+            gen.manual_seed(job.seed * 1_000_003 + rank * 7919 + p * 1000 + e)  # same order after a resume
+            te = time.perf_counter()
+            loss, seen = engine.train_steps(
+                wrapped, opt, train, engine.batches(n_local, batch, steps, gen, device), teacher_logits, job
+            )
+            train_time = time.perf_counter() - te
+            seen_all = int(_all_reduce(seen, world, device))
+            record = {"phase": p, "epoch": e, "loss": loss, "samples": seen_all, "seconds": train_time,
+                      "samples_per_s": seen_all / max(train_time, 1e-9)}
+            if rank == 0 and valid is not None:
+                m = engine.evaluate(model, valid)
+                record.update({f"valid_{k}": v for k, v in m.items() if k != "n"})
+                if m["auc"] > state["best_auc"]:
+                    state["best_auc"], state["bad_epochs"] = m["auc"], 0
+                    save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name, **record})
+                elif last_phase:
+                    state["bad_epochs"] += 1
+                print(f"[{job.name}] phase {p} epoch {e}: loss {loss:.4f} valid auc {m['auc']:.4f} "
+                      f"({record['samples_per_s']:.0f} samples/s)", flush=True)
+            stop = _broadcast_flag(last_phase and state["bad_epochs"] >= job.patience, world, device)
+            state["samples"] += seen_all
+            state["seconds"] += time.perf_counter() - te
+            state["history"].append(record)
+            state["epoch"] = phase.epochs if stop else e + 1
+            if state["epoch"] >= phase.epochs:
+                state["phase"], state["epoch"] = p + 1, 0
+            _report(model, opt, state, record, rank)
+        if stop:
+            break
+
+    if rank == 0:
+        if valid is None:  # no validation split: the last model is the one we keep
+            save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name})
+        atomic.write_json(run_dir / "outcome.json", {
+            "best_checkpoint": str(run_dir / "best.pt"),
+            "best_valid_auc": state["best_auc"],
+            "history": state["history"],
+            # teacher inference + optimisation + validation; not Ray start-up or data loading
+            "train_seconds": teacher_seconds + state["seconds"],
+            "samples_seen": state["samples"],
+        })
+
+
+def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, record: dict, rank: int) -> None:
+    """Report metrics from every rank; rank 0 attaches a resumable checkpoint."""
+    metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state},
+                   os.path.join(d, STATE_FILE))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def resolve_use_gpu(resources: ResourcesConfig) -> bool:
+    """``auto``: use GPUs when the Ray cluster has any."""
+    if resources.use_gpu == "auto":
+        return ray.cluster_resources().get("GPU", 0) > 0
+    return resources.use_gpu == "true"
+
+
+def worker_cpus(resources: ResourcesConfig) -> float:
+    """CPUs per worker, shrunk so that one CPU stays free for Ray Data's read and split tasks.
+
+    Workers that hold every CPU starve the dataset pipeline feeding them and the run hangs.
+    """
+    total = ray.cluster_resources().get("CPU", 1.0)
+    want = resources.cpus_per_worker
+    room = max(total - 1.0, 0.1 * resources.num_workers)
+    if want * resources.num_workers > room:
+        shrunk = round(room / resources.num_workers, 2)
+        print(f"[crossadapt] {resources.num_workers} workers x {want} CPU leave no CPU for Ray Data on a "
+              f"{total:g}-CPU cluster: using {shrunk} CPU per worker", flush=True)
+        return shrunk
+    return want
+
+
+def fit(
+    job: TrainJob,
+    train_ds: ray.data.Dataset,
+    valid_ds: ray.data.Dataset | None,
+    resources: ResourcesConfig,
+    max_failures: int = 0,
+) -> TrainOutcome:
+    """Run ``job`` on Ray Train and return its outcome (read from the run folder, not ``Result.metrics``)."""
+    run_dir = Path(job.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job = engine.TrainJob(**{**job.__dict__, "run_dir": str(run_dir)})
+    use_gpu = resolve_use_gpu(resources)
+    datasets = {"train": train_ds}
+    if valid_ds is not None:
+        datasets["valid"] = valid_ds
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"job": to_dict(job), "has_valid": valid_ds is not None},
+        scaling_config=ScalingConfig(
+            num_workers=resources.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker=None if use_gpu else {"CPU": worker_cpus(resources)},
+        ),
+        run_config=RunConfig(
+            name=job.name,
+            storage_path=str(run_dir / "ray_storage"),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    t0 = time.perf_counter()
+    trainer.fit()
+    wall = time.perf_counter() - t0
+    out = json.loads((run_dir / "outcome.json").read_text())
+    return TrainOutcome(
+        best_checkpoint=out["best_checkpoint"],
+        best_valid_auc=out["best_valid_auc"],
+        history=out["history"],
+        train_seconds=out["train_seconds"],
+        wall_seconds=wall,
+        samples_seen=out["samples_seen"],
+    )
