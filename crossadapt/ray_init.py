@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import ray
@@ -21,3 +22,11 @@ def init_ray(num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, dashboard_host="127.0.0.1",
                  object_store_memory=None)
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def cpu_share(cpus: float, parts: int) -> float:
+    """``cpus / parts`` rounded *down* to 0.01 (at least 0.01): ``parts`` of it always fit in ``cpus``.
+
+    Rounding to nearest can ask for 3 x 0.17 of 0.5 free CPU, and the last actor then waits forever.
+    """
+    return max(0.01, math.floor(100 * cpus / parts) / 100)
