@@ -121,6 +121,8 @@ class DistillConfig:
     phase2_lr: float = 5e-4
     r: float = 0.1
     sample_mode: Literal["uniform", "stratified"] = "uniform"
+    # A sample of r = 0.1 is small: smaller batches keep the number of optimiser steps sensible.
+    batch_size: int = 256
 
     def __post_init__(self) -> None:
         if not 0.0 < self.r <= 1.0:
@@ -143,6 +145,10 @@ class ProjectionConfig:
     power_iters: int = 2
     rsvd_min_dim: int = 512
     seed: int = 0
+    # Below this many table rows one process is faster than starting actors (their start-up dominates).
+    actor_min_rows: int = 1_000_000
+    # Rows sampled per field for the distortion report (pairwise matrices grow with its square).
+    report_rows: int = 1000
 
 
 @dataclass
@@ -153,10 +159,13 @@ class ResourcesConfig:
     use_gpu: Literal["auto", "true", "false"] = "auto"
     cpus_per_worker: float = 1.0
     amp: Literal["none", "bf16"] = "none"
+    max_failures: int = 2
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ConfigError(f"resources.num_workers: must be >= 1, got {self.num_workers}")
+        if self.max_failures < 0:
+            raise ConfigError(f"resources.max_failures: must be >= 0, got {self.max_failures}")
 
 
 @dataclass

@@ -22,11 +22,11 @@ from crossadapt.data import ray_data
 from crossadapt.experiment.methods import get_method, phases_for
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models import load_checkpoint
+from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
-from crossadapt.train.ray_train import TrainOutcome, fit
+from crossadapt.train.ray_train import TrainOutcome, fit, fit_many
 
-Log = Callable[[str], None]
 
 
 def _say(msg: str) -> None:
@@ -64,15 +64,35 @@ def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: in
     return fit(job, train, valid, cfg.resources)
 
 
-def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, out_dir: Path) -> tuple[str, dict, float]:
+def field_ranges(fm: FeatureMap) -> list[tuple[str, int, int]]:
+    """Rows of each categorical field in the single embedding table (same offsets as the models)."""
+    offsets = field_offsets(fm.vocab_sizes)
+    return [(f.name, o, o + f.vocab_size) for f, o in zip(fm.categorical_fields, offsets)]
+
+
+def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, out_dir: Path) -> tuple[str, dict, float]:
     """Project the teacher's tables to the student's dimension with the projection actors.
 
-    Returns the path of the initial student embeddings, the per-field report and the seconds taken.
+    Each actor reads its own row range of the checkpoint (memory-mapped); returns the path of the
+    initial student embeddings, the per-field report and the seconds taken.
     """
-    from crossadapt.projection.actors import project_checkpoint  # Ray glue, imported where needed
-
     t0 = time.perf_counter()
-    result = project_checkpoint(teacher_ckpt, cfg.student.embed_dim, cfg.projection)
+    ranges = field_ranges(fm)
+    rows = ranges[-1][2]
+    if rows >= cfg.projection.actor_min_rows:
+        from crossadapt.projection.actors import project_distributed  # Ray glue, imported where needed
+
+        _say(f"projection: {rows} rows on {cfg.projection.num_actors} projection actors")
+        result = project_distributed(teacher_ckpt, ranges, cfg.student.embed_dim, cfg.projection,
+                                     sample_rows=cfg.projection.report_rows)
+    else:
+        from crossadapt.projection import project_embedding_state
+
+        _say(f"projection: {rows} rows < projection.actor_min_rows={cfg.projection.actor_min_rows}: in-process")
+        state = load_checkpoint(teacher_ckpt, expected_feature_map=fm).model.state_dict()
+        result = project_embedding_state(state["embedding.table.weight"], ranges, cfg.student.embed_dim,
+                                         cfg.projection, numeric=state.get("embedding.numeric"),
+                                         sample_rows=cfg.projection.report_rows)
     seconds = time.perf_counter() - t0
     path = out_dir / "projection" / "student_init.pt"
     with atomic.atomic_path(path) as tmp:
@@ -81,37 +101,18 @@ def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, out_dir: Path) -> 
     return str(path), result.reports, seconds
 
 
-def run_method(
-    name: str,
-    seed: int,
-    cfg: ExperimentConfig,
-    fm: FeatureMap,
-    teacher_ckpt: str,
-    init_path: str,
-    projection_seconds: float,
-    out_dir: Path,
-    test: A.Arrays,
-    student: ModelConfig | None = None,
-) -> dict:
-    """Train one student method with one seed and evaluate it on the test period(s)."""
+def student_job(name: str, seed: int, cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str, init_path: str,
+                out_dir: Path, student: ModelConfig | None = None) -> TrainJob:
+    """The training job of student method ``name`` with ``seed``; its data is the dataset named
+    ``window`` (the whole retained window) or ``sample<seed>`` (a sample of ratio ``r`` of it)."""
     spec = get_method(name)
-    student = student or cfg.student
-    train, valid = ray_data.window_split(
-        cfg.data.root,
-        A.period_range(cfg.data.window_periods),
-        fm,
-        cfg.data.valid_fraction,
-        r=cfg.distill.r if spec.sample else 1.0,
-        seed=seed,
-        mode=cfg.distill.sample_mode,
-    )
-    job = TrainJob(
+    return TrainJob(
         name=f"{name}-seed{seed}",
         run_dir=str(out_dir / "students" / f"{name}-seed{seed}"),
-        model=student,
+        model=student or cfg.student,
         feature_map=fm.to_dict(),
         phases=phases_for(spec, cfg.optim, cfg.distill),
-        batch_size=cfg.optim.batch_size,
+        batch_size=cfg.distill.batch_size if spec.sample else cfg.optim.batch_size,
         weight_decay=cfg.optim.weight_decay,
         patience=cfg.optim.patience,
         seed=seed,
@@ -121,22 +122,52 @@ def run_method(
         kd_kind=cfg.distill.kind,
         init_embeddings=init_path if spec.projection else "",
         amp=cfg.resources.amp,
+        train_key=f"sample{seed}" if spec.sample else "window",
+        valid_key="valid",
     )
-    outcome = fit(job, train, valid, cfg.resources)
-    metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test)
-    # Projection is part of CrossAdapt's cost: charge it to every method that uses it.
-    extra = projection_seconds if spec.projection else 0.0
-    return {
-        "method": name,
-        "seed": seed,
-        **{k: metrics[k] for k in ("auc", "logloss", "bias")},
-        "train_seconds": outcome.train_seconds + extra,
-        "wall_seconds": outcome.wall_seconds + extra,
-        "samples": outcome.samples_seen,
-        "best_valid_auc": outcome.best_valid_auc,
-        "epochs": len(outcome.history),
-        "checkpoint": outcome.best_checkpoint,
-    }
+
+
+def student_datasets(cfg: ExperimentConfig, fm: FeatureMap, methods: list[str], seeds: list[int]) -> dict:
+    """The datasets the student jobs name: the window, its validation tail and one sample per seed."""
+    periods = A.period_range(cfg.data.window_periods)
+    window, valid = ray_data.window_split(cfg.data.root, periods, fm, cfg.data.valid_fraction)
+    datasets = {"window": window, "valid": valid}
+    if any(get_method(m).sample for m in methods):
+        for seed in seeds:
+            datasets[f"sample{seed}"], _ = ray_data.window_split(
+                cfg.data.root, periods, fm, cfg.data.valid_fraction, r=cfg.distill.r, seed=seed,
+                mode=cfg.distill.sample_mode)
+    return datasets
+
+
+def run_students(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str, init_path: str,
+                 projection_seconds: float, out_dir: Path, test: A.Arrays,
+                 methods: list[str] | None = None, seeds: list[int] | None = None) -> list[dict]:
+    """Train every (method, seed) student in one Ray Train run and evaluate each on the test period(s)."""
+    methods = list(methods or cfg.methods)
+    seeds = list(cfg.seeds if seeds is None else seeds)
+    pairs = [(m, s) for s in seeds for m in methods]
+    jobs = [student_job(m, s, cfg, fm, teacher_ckpt, init_path, out_dir) for m, s in pairs]
+    outcomes = fit_many(jobs, student_datasets(cfg, fm, methods, seeds), cfg.resources, name="students",
+                        storage_dir=out_dir)
+    records = []
+    for (name, seed), outcome in zip(pairs, outcomes):
+        metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test)
+        # Projection is part of CrossAdapt's cost: charge it to every method that uses it.
+        extra = projection_seconds if get_method(name).projection else 0.0
+        records.append({
+            "method": name,
+            "seed": seed,
+            **{k: metrics[k] for k in ("auc", "logloss", "bias")},
+            "train_seconds": outcome.train_seconds + extra,
+            "wall_seconds": outcome.wall_seconds + extra,
+            "samples": outcome.samples_seen,
+            "best_valid_auc": outcome.best_valid_auc,
+            "epochs": len(outcome.history),
+            "history": outcome.history,
+            "checkpoint": outcome.best_checkpoint,
+        })
+    return records
 
 
 def summarize(records: list[dict]) -> dict[str, dict[str, list]]:
@@ -168,21 +199,19 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     needs_projection = any(get_method(m).projection for m in cfg.methods)
     init_path, reports, proj_seconds = "", {}, 0.0
     if needs_projection:
-        init_path, reports, proj_seconds = project_teacher(cfg, teacher.best_checkpoint, out_dir)
+        init_path, reports, proj_seconds = project_teacher(cfg, teacher.best_checkpoint, fm, out_dir)
         worst = max(r["inner_product_rel_error"] for r in reports.values())
         _say(f"projection d={cfg.teacher.embed_dim} -> {cfg.student.embed_dim}: {len(reports)} tables in "
              f"{proj_seconds:.2f} s, worst inner-product error {worst:.2e}")
 
-    records = []
-    for seed in cfg.seeds:
-        for name in cfg.methods:
-            rec = run_method(name, seed, cfg, fm, teacher.best_checkpoint, init_path, proj_seconds, out_dir, test)
-            records.append(rec)
-            _say(f"{name} seed {seed}: test auc {rec['auc']:.4f} logloss {rec['logloss']:.4f} "
-                 f"bias {rec['bias']:+.3f} train {rec['train_seconds']:.1f} s")
-            if on_record:
-                on_record(rec)
-            atomic.write_json(out_dir / "offline_records.json", records)  # progress survives a crash
+    _say(f"students: {len(cfg.methods)} methods x {len(cfg.seeds)} seeds in one Ray Train run")
+    records = run_students(cfg, fm, teacher.best_checkpoint, init_path, proj_seconds, out_dir, test)
+    for rec in records:
+        _say(f"{rec['method']} seed {rec['seed']}: test auc {rec['auc']:.4f} logloss {rec['logloss']:.4f} "
+             f"bias {rec['bias']:+.3f} train {rec['train_seconds']:.1f} s")
+        if on_record:
+            on_record(rec)
+    atomic.write_json(out_dir / "offline_records.json", records)
     return {
         "teacher": {**teacher_metrics, "train_seconds": teacher.train_seconds, "checkpoint": teacher.best_checkpoint},
         "offline": summarize(records),

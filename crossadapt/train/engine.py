@@ -51,6 +51,8 @@ class TrainJob:
     kd_kind: str = "bce"
     init_embeddings: str = ""
     amp: str = "none"
+    train_key: str = "train"
+    valid_key: str = "valid"
 
 
 def to_tensors(a: Arrays, device: torch.device | str = "cpu") -> Tensors:

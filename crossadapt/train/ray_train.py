@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
@@ -27,6 +27,7 @@ from crossadapt import atomic
 from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
 from crossadapt.featuremap import FeatureMap
+from crossadapt.ray_init import cpu_share
 from crossadapt.models import build_model, load_checkpoint, save_checkpoint
 from crossadapt.train import engine
 from crossadapt.train.engine import TrainJob
@@ -76,13 +77,50 @@ def _wrap(model: torch.nn.Module, world: int, device: torch.device) -> torch.nn.
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point; ``config["job"]`` is a ``TrainJob`` as a plain dict."""
-    job = from_dict(TrainJob, config["job"])
+    """Ray Train entry point: run ``config["jobs"]`` (``TrainJob`` dicts) one after another.
+
+    Several jobs share one worker group so that its start-up (seconds per fit) is paid once; each
+    job reads its datasets by name, and each named dataset is materialised once per worker.
+    """
+    jobs = [from_dict(TrainJob, j) for j in config["jobs"]]
     rank, world = _world()
     device = ray.train.torch.get_device()
+    cache: dict[str, engine.Tensors] = {}
+
+    def data(key: str) -> engine.Tensors:
+        if key not in cache:
+            fm = FeatureMap.from_dict(jobs[0].feature_map)
+            cache[key] = engine.to_tensors(materialize_arrays(ray.train.get_dataset_shard(key), fm, key), device)
+        return cache[key]
+
+    saved = None
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:  # resume after a worker failure
+        with ckpt.as_directory() as d:
+            saved = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
+        if rank == 0:
+            print(f"[{jobs[saved['job_index']].name}] resumed at phase {saved['state']['phase']} "
+                  f"epoch {saved['state']['epoch']}", flush=True)
+    start = saved["job_index"] if saved else 0
+    for i in range(start, len(jobs)):
+        job = jobs[i]
+        valid = data(job.valid_key) if rank == 0 and job.valid_key in config["valid_keys"] else None
+        _run_job(job, i, data(job.train_key), valid, rank, world, device, saved if i == start else None)
+
+
+def _run_job(
+    job: TrainJob,
+    job_index: int,
+    train: engine.Tensors,
+    valid: engine.Tensors | None,
+    rank: int,
+    world: int,
+    device: torch.device,
+    saved: dict | None,
+) -> None:
+    """One job: phases of epochs, rank-0 validation and early stopping, per-epoch resumable reports."""
     fm = FeatureMap.from_dict(job.feature_map)
     run_dir = Path(job.run_dir)
-
     torch.manual_seed(job.seed)  # identical init on every rank
     model = build_model(job.model, fm).to(device)
     if job.init_embeddings:
@@ -91,11 +129,6 @@ def train_loop_per_worker(config: dict) -> None:
             model.embedding.table.weight.copy_(init["table"])
             if init.get("numeric") is not None and model.embedding.numeric is not None:
                 model.embedding.numeric.copy_(init["numeric"])
-
-    train = engine.to_tensors(materialize_arrays(ray.train.get_dataset_shard("train"), fm, "train shard"), device)
-    valid = None
-    if rank == 0 and config.get("has_valid"):
-        valid = engine.to_tensors(materialize_arrays(ray.train.get_dataset_shard("valid"), fm, "valid"), device)
 
     t0 = time.perf_counter()
     teacher_logits = None
@@ -115,15 +148,10 @@ def train_loop_per_worker(config: dict) -> None:
     state = {"phase": 0, "epoch": 0, "best_auc": -1.0, "bad_epochs": 0, "samples": 0, "seconds": 0.0,
              "history": []}
     optimizer_state = None
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:  # resume after a worker failure
-        with ckpt.as_directory() as d:
-            saved = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
+    if saved is not None:
         model.load_state_dict(saved["model"])
         state = saved["state"]
         optimizer_state = saved["optimizer"] if state["epoch"] > 0 else None
-        if rank == 0:
-            print(f"[{job.name}] resumed at phase {state['phase']} epoch {state['epoch']}", flush=True)
 
     gen = torch.Generator()
     while state["phase"] < len(job.phases):
@@ -165,7 +193,7 @@ def train_loop_per_worker(config: dict) -> None:
             state["epoch"] = phase.epochs if stop else e + 1
             if state["epoch"] >= phase.epochs:
                 state["phase"], state["epoch"] = p + 1, 0
-            _report(model, opt, state, record, rank)
+            _report(model, opt, state, record, rank, job_index)
         if stop:
             break
 
@@ -182,14 +210,16 @@ def train_loop_per_worker(config: dict) -> None:
         })
 
 
-def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, record: dict, rank: int) -> None:
+def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, record: dict, rank: int,
+            job_index: int) -> None:
     """Report metrics from every rank; rank 0 attaches a resumable checkpoint."""
     metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
     if rank != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state},
+        torch.save({"job_index": job_index, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "state": state},
                    os.path.join(d, STATE_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
@@ -210,7 +240,7 @@ def worker_cpus(resources: ResourcesConfig) -> float:
     want = resources.cpus_per_worker
     room = max(total - 1.0, 0.1 * resources.num_workers)
     if want * resources.num_workers > room:
-        shrunk = round(room / resources.num_workers, 2)
+        shrunk = cpu_share(room, resources.num_workers)
         print(f"[crossadapt] {resources.num_workers} workers x {want} CPU leave no CPU for Ray Data on a "
               f"{total:g}-CPU cluster: using {shrunk} CPU per worker", flush=True)
         return shrunk
@@ -222,42 +252,66 @@ def fit(
     train_ds: ray.data.Dataset,
     valid_ds: ray.data.Dataset | None,
     resources: ResourcesConfig,
-    max_failures: int = 0,
 ) -> TrainOutcome:
-    """Run ``job`` on Ray Train and return its outcome (read from the run folder, not ``Result.metrics``)."""
-    run_dir = Path(job.run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    job = engine.TrainJob(**{**job.__dict__, "run_dir": str(run_dir)})
+    """Run one ``job`` on Ray Train and return its outcome."""
+    job = replace(job, train_key="train", valid_key="valid")
+    datasets = {"train": train_ds} | ({"valid": valid_ds} if valid_ds is not None else {})
+    return fit_many([job], datasets, resources, name=job.name)[0]
+
+
+def fit_many(
+    jobs: list[TrainJob],
+    datasets: dict[str, ray.data.Dataset | None],
+    resources: ResourcesConfig,
+    name: str = "sweep",
+    storage_dir: str | Path | None = None,
+) -> list[TrainOutcome]:
+    """Run ``jobs`` one after another in one Ray Train worker group; outcomes in job order.
+
+    ``datasets`` maps the names jobs use (``train_key``/``valid_key``) to datasets; training sets
+    are split across workers, validation sets are read whole by rank 0. Each outcome is read from
+    the job's run folder (Train V2 keeps no metrics without a checkpoint in ``Result``).
+    """
+    jobs = [replace(j, run_dir=str(Path(j.run_dir).resolve())) for j in jobs]
+    for j in jobs:
+        Path(j.run_dir).mkdir(parents=True, exist_ok=True)
+    datasets = {k: v for k, v in datasets.items() if v is not None}
+    train_keys = sorted({j.train_key for j in jobs})
+    missing = sorted({j.train_key for j in jobs} - set(datasets))
+    if missing:
+        raise ValueError(f"jobs name datasets {missing} that were not given")
+    storage = Path(storage_dir or Path(jobs[0].run_dir).parent).resolve() / "ray_storage"
     use_gpu = resolve_use_gpu(resources)
-    datasets = {"train": train_ds}
-    if valid_ds is not None:
-        datasets["valid"] = valid_ds
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"job": to_dict(job), "has_valid": valid_ds is not None},
+        train_loop_config={"jobs": [to_dict(j) for j in jobs],
+                           "valid_keys": sorted(set(datasets) - set(train_keys))},
         scaling_config=ScalingConfig(
             num_workers=resources.num_workers,
             use_gpu=use_gpu,
             resources_per_worker=None if use_gpu else {"CPU": worker_cpus(resources)},
         ),
         run_config=RunConfig(
-            name=job.name,
-            storage_path=str(run_dir / "ray_storage"),
-            failure_config=FailureConfig(max_failures=max_failures),
+            name=name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=resources.max_failures),  # resume from the last epoch checkpoint
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=train_keys),
     )
     t0 = time.perf_counter()
     trainer.fit()
     wall = time.perf_counter() - t0
-    out = json.loads((run_dir / "outcome.json").read_text())
-    return TrainOutcome(
-        best_checkpoint=out["best_checkpoint"],
-        best_valid_auc=out["best_valid_auc"],
-        history=out["history"],
-        train_seconds=out["train_seconds"],
-        wall_seconds=wall,
-        samples_seen=out["samples_seen"],
-    )
+    outcomes = []
+    for j in jobs:
+        out = json.loads((Path(j.run_dir) / "outcome.json").read_text())
+        outcomes.append(TrainOutcome(
+            best_checkpoint=out["best_checkpoint"],
+            best_valid_auc=out["best_valid_auc"],
+            history=out["history"],
+            train_seconds=out["train_seconds"],
+            wall_seconds=wall / len(jobs),  # the shared start-up split evenly
+            samples_seen=out["samples_seen"],
+        ))
+    return outcomes
