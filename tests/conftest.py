@@ -30,17 +30,10 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 def ray_session():
     """Start Ray once for the whole test session (2 CPUs, small object store, no dashboard)."""
     import ray
-    import ray.data
 
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            object_store_memory=400 * 1024**2,
-            include_dashboard=False,
-            log_to_driver=True,
-            configure_logging=False,
-        )
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    from crossadapt.ray_init import init_ray
+
+    init_ray(num_cpus=2, object_store_memory=400 * 1024**2)
     yield ray
     ray.shutdown()
 

@@ -49,3 +49,10 @@ def test_bad_configs_name_the_key(tmp_path, text, match):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_local_paths_become_absolute_uris_stay(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {"out_dir": "runs/x", "data.root": "s3://bucket/logs"})
+    assert cfg.out_dir == str(tmp_path / "runs" / "x")  # Ray workers do not share the driver's folder
+    assert cfg.data.root == "s3://bucket/logs" and cfg.data.raw_path == ""

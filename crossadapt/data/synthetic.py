@@ -86,6 +86,13 @@ class ClickModelScales:
             as a min-count vocabulary built over the whole log would do; their effects are zero, so
             the true probability is a function of the written ids and the Bayes AUC is exact.
         calib_rows: rows used to fit the scales and the bias (period-0 popularity).
+
+    Why these values (measured with the default ``SyntheticConfig``, 6 periods to train, period 8
+    to test): interactions carry most of the signal (first-order oracle AUC 0.63, Bayes 0.77), so
+    logistic regression trails the interaction models by ~0.1; with 20 kept ranks and rank-2
+    latent vectors the interaction function is small enough that DNN and DCNv2 learn it to within
+    0.01-0.02 of the Bayes AUC from 324 k rows (with 50 ranks and rank 8 they stalled 0.04-0.05
+    short: DNNs learn dot products slowly).
     """
 
     first_order_std: float = 0.55
@@ -96,7 +103,7 @@ class ClickModelScales:
     drift_pair_fraction: float = 0.5
     head_ranks: float = 20.0
     tail_decay: float = 1.0
-    kept_ranks: int = 50
+    kept_ranks: int = 20
     calib_rows: int = 100_000
 
 

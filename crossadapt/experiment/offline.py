@@ -60,6 +60,7 @@ def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: in
         patience=cfg.optim.patience,
         seed=seed,
         amp=cfg.resources.amp,
+        checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
     )
     return fit(job, train, valid, cfg.resources)
 
@@ -122,6 +123,7 @@ def student_job(name: str, seed: int, cfg: ExperimentConfig, fm: FeatureMap, tea
         kd_kind=cfg.distill.kind,
         init_embeddings=init_path if spec.projection else "",
         amp=cfg.resources.amp,
+        checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
         train_key=f"sample{seed}" if spec.sample else "window",
         valid_key="valid",
     )

@@ -53,6 +53,7 @@ class TrainJob:
     amp: str = "none"
     train_key: str = "train"
     valid_key: str = "valid"
+    checkpoint_interval_s: float = 30.0  # 0: a resumable checkpoint after every epoch
 
 
 def to_tensors(a: Arrays, device: torch.device | str = "cpu") -> Tensors:

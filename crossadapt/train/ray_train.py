@@ -154,6 +154,7 @@ def _run_job(
         optimizer_state = saved["optimizer"] if state["epoch"] > 0 else None
 
     gen = torch.Generator()
+    last_ckpt = time.perf_counter()
     while state["phase"] < len(job.phases):
         p = state["phase"]
         phase = job.phases[p]
@@ -193,7 +194,13 @@ def _run_job(
             state["epoch"] = phase.epochs if stop else e + 1
             if state["epoch"] >= phase.epochs:
                 state["phase"], state["epoch"] = p + 1, 0
-            _report(model, opt, state, record, rank, job_index)
+            done = stop or state["phase"] >= len(job.phases)
+            # Every rank must report at the same epochs: rank 0's clock decides.
+            due = _broadcast_flag(done or time.perf_counter() - last_ckpt >= job.checkpoint_interval_s,
+                                  world, device)
+            if due:  # Ray Train only sees checkpoints; per-epoch metrics go to outcome.json
+                _report(model, opt, state, record, rank, job_index)
+                last_ckpt = time.perf_counter()
         if stop:
             break
 
@@ -212,7 +219,11 @@ def _run_job(
 
 def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, record: dict, rank: int,
             job_index: int) -> None:
-    """Report metrics from every rank; rank 0 attaches a resumable checkpoint."""
+    """Report from every rank (a collective call); rank 0 attaches a resumable checkpoint.
+
+    Each report blocks until the Train controller polls it (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``,
+    2 s by default), so reports are made only when a checkpoint is due, never once per epoch.
+    """
     metrics = {k: v for k, v in record.items() if isinstance(v, (int, float))}
     if rank != 0:
         ray.train.report(metrics)
