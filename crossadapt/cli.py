@@ -81,6 +81,14 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_online(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.run import run_online_stage
+
+    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
+    run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from crossadapt.experiment.run import run_experiment
 
@@ -120,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_transfer)
+
+    sp = sub.add_parser("online", help="online stage: replay the stream through the actor pair, every method")
+    common(sp)
+    sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
+    sp.add_argument("--teacher", help="teacher checkpoint (default: the one in OUT/results.json)")
+    sp.add_argument("--student", help="student checkpoint (default: OUT's offline crossadapt student, first seed)")
+    sp.set_defaults(func=cmd_online)
 
     sp = sub.add_parser("demo", help="the whole pipeline on synthetic logs: results.json + report.md")
     common(sp)

@@ -7,6 +7,7 @@ down as a typed object; nothing deeper looks a value up in a dict.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -183,25 +184,53 @@ class ResourcesConfig:
 
 @dataclass
 class OnlineConfig:
-    """Online asymmetric co-distillation on a stream of periods."""
+    """Online asymmetric co-distillation on a stream of periods.
 
+    The student takes one step per batch on ``BCE + alpha * KD(teacher)``; the teacher updates only
+    every ``tau`` steps, on the batches it served, with ``BCE + teacher_alpha * KD(student)`` where
+    the student's weights arrive through the object store at that moment (``teacher_alpha = 0``:
+    labels only, and no weights move).
+    """
+
+    # Defaults measured on the quick synthetic stream (7 periods, 2 injected drifts): batch 256 and
+    # student lr 1e-3 adapt after a drift far faster than 1024 / 5e-4 (mean AUC 0.707 vs 0.667 for
+    # online fine-tuning); the teacher needs 2e-3 to keep up every tau steps; alpha 0.1 (MSE) keeps
+    # the student as plastic as fine-tuning while halving its bias against frozen-teacher KD;
+    # teacher_alpha 0 (labels only) cost 0.006 AUC.
     tau: int = 10
-    batch_size: int = 1024
-    student_lr: float = 5e-4
-    teacher_lr: float = 5e-4
-    alpha: float = 0.5
+    batch_size: int = 256
+    student_lr: float = 1e-3
+    teacher_lr: float = 2e-3
+    alpha: float = 0.1
     temperature: float = 1.0
+    kd_kind: Literal["bce", "mse"] = "mse"
+    teacher_alpha: float = 0.5
     r_enh_max: float = 0.5
     r_enh_min: float = 0.0
     theta_low: float = 0.02
     theta_high: float = 0.1
     reservoir_size: int = 20_000
+    # On a detected shift (score >= theta_high) the reservoir forgets what came before: otherwise
+    # the stable periods right after a shift mix r_enh_max of the previous regime into every batch.
+    reset_history_on_shift: bool = True
     top_k: int = 100
+    # Steps submitted ahead of the one the coordinator waits for (bounds object-store use).
+    max_inflight: int = 8
     methods: tuple[str, ...] = ("student_only", "frozen_teacher_kd", "sync_codistill", "crossadapt")
 
     def __post_init__(self) -> None:
         if self.tau < 1:
             raise ConfigError(f"online.tau: must be >= 1, got {self.tau}")
+        if self.batch_size < 1:
+            raise ConfigError(f"online.batch_size: must be >= 1, got {self.batch_size}")
+        for name in ("student_lr", "teacher_lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"online.{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("alpha", "teacher_alpha"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"online.{name}: must be >= 0, got {getattr(self, name)}")
+        if self.reservoir_size < 0 or self.top_k < 1 or self.max_inflight < 1:
+            raise ConfigError("online.reservoir_size must be >= 0, online.top_k and online.max_inflight >= 1")
         if not self.theta_low < self.theta_high:
             raise ConfigError(
                 f"online.theta_low ({self.theta_low}) must be < online.theta_high ({self.theta_high})"
@@ -291,8 +320,15 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

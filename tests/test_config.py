@@ -24,6 +24,7 @@ def test_yaml_and_overrides(tmp_path):
     cfg = load_config(p, {"online.tau": 5})
     assert cfg.distill.r == 0.2 and cfg.student.name == "dcn" and cfg.student.hidden_units == (64, 32)
     assert cfg.online.tau == 5
+    assert load_config(write(tmp_path, "optim:\n  lr: 1e-3\n")).optim.lr == 1e-3  # YAML reads 1e-3 as a string
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,7 @@ def test_yaml_and_overrides(tmp_path):
         ("online:\n  tau: 0\n", r"online\.tau"),
         ("online:\n  theta_low: 0.2\n  theta_high: 0.1\n", "theta_low"),
         ("optim:\n  lr: fast\n", r"optim\.lr"),
+        ("optim:\n  lr: .nan\n", r"optim\.lr"),
         ("student:\n  embed_dim: 3.5\n", r"student\.embed_dim"),
         ("distill:\n  kind: kl\n", r"distill\.kind"),
         ("[1, 2]\n", "mapping"),

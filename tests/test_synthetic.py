@@ -119,9 +119,22 @@ def test_logit_matches_fm_formula() -> None:
     expected = np.array(
         [
             world.bias
+            + world.regime_of(2).bias_shift
             + sum(world.w[f, row[f]] for f in range(5))
             + sum(pw[f, g] * world.v[f, row[f]] @ world.v[g, row[g]] for f in range(5) for g in range(f + 1, 5))
             for row in ids
         ]
     )
     np.testing.assert_allclose(world.logits(ids, 2), expected, rtol=0, atol=1e-12)
+
+
+def test_cache_key_covers_version_config_and_scales(tmp_path: Path) -> None:
+    from crossadapt.data.synthetic import ClickModelScales, is_current
+
+    generate(SMALL, tmp_path)
+    assert is_current(tmp_path, SMALL)
+    assert not is_current(tmp_path, SyntheticConfig(**{**SMALL.__dict__, "seed": 8}))
+    assert not is_current(tmp_path, SMALL, ClickModelScales(drift_block=3))  # scales live in code
+    meta = json.loads((tmp_path / META_FILE).read_text())
+    (tmp_path / META_FILE).write_text(json.dumps({**meta, "generator_version": -1}))
+    assert not is_current(tmp_path, SMALL)

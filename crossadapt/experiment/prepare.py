@@ -2,39 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from crossadapt.config import ExperimentConfig, to_dict
+from crossadapt.config import ExperimentConfig
 from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FEATURE_MAP_FILE, FeatureMap
-
-
-def _synthetic_matches(root: Path, cfg: ExperimentConfig) -> bool:
-    meta = root / "meta.json"
-    if not meta.exists():
-        return False
-    try:
-        saved = json.loads(meta.read_text()).get("config")
-    except json.JSONDecodeError:
-        return False
-    return saved == to_dict(cfg.synthetic)
 
 
 def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | None = None,
                  min_count: int = 2) -> FeatureMap:
     """Return the feature map of ``cfg.data.root``, creating the data first when needed.
 
-    Synthetic logs are regenerated when their saved generator config differs from ``cfg.synthetic``
-    (cached data is keyed by its parameters). Raw logs are converted once unless ``force``.
+    Synthetic logs are regenerated when the saved generator version, config or scales differ from
+    this code's and ``cfg.synthetic`` (cached data is keyed by everything that shapes it). Raw logs
+    are converted once unless ``force``.
     """
     root = Path(cfg.data.root)
     have = (root / FEATURE_MAP_FILE).exists()
     source = cfg.data.source
     if source == "synthetic":
-        if force or not have or not _synthetic_matches(root, cfg):
-            from crossadapt.data.synthetic import generate
+        from crossadapt.data.synthetic import generate, is_current
 
+        if force or not have or not is_current(root, cfg.synthetic):
             print(f"[crossadapt] generating synthetic logs in {root}", flush=True)
             generate(cfg.synthetic, root)
     elif source in ("criteo", "avazu", "kdd12"):

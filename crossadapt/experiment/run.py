@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, to_dict
+from crossadapt.errors import ConfigError
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
 from crossadapt.ray_init import init_ray
@@ -27,15 +29,42 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
         results.update(run_offline(cfg, fm, out))
         atomic.write_json(out / RESULTS_FILE, results)
     if "online" in stages:
-        from crossadapt.online.coordinator import run_online
-
-        student = _crossadapt_student(results)
-        results["online"] = run_online(cfg, fm, out, teacher_ckpt=results["teacher"]["checkpoint"],
-                                       student_ckpt=student)
+        _add_online(cfg, fm, results, results["teacher"]["checkpoint"], _crossadapt_student(results))
         atomic.write_json(out / RESULTS_FILE, results)
     write_report(results, out)
     print(f"[crossadapt] wrote {out / RESULTS_FILE} and {out / 'report.md'}", flush=True)
     return results
+
+
+def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, student_ckpt: str | None = None) -> dict:
+    """The online stage alone, from given checkpoints or from the offline results in ``out_dir``.
+
+    Its blocks are merged into ``<out_dir>/results.json`` (kept when it exists) and the report.
+    """
+    out = Path(cfg.out_dir)
+    path = out / RESULTS_FILE
+    results: dict = json.loads(path.read_text()) if path.exists() else {"config": to_dict(cfg)}
+    if not teacher_ckpt or not student_ckpt:
+        if "offline_checkpoints" not in results:
+            raise ConfigError(f"{path}: no offline results to take checkpoints from; pass --teacher and --student "
+                              "or run `crossadapt transfer` first")
+        teacher_ckpt = teacher_ckpt or results["teacher"]["checkpoint"]
+        student_ckpt = student_ckpt or _crossadapt_student(results)
+    init_ray()
+    fm = prepare_data(cfg)
+    _add_online(cfg, fm, results, teacher_ckpt, student_ckpt)
+    atomic.write_json(path, results)
+    write_report(results, out)
+    print(f"[crossadapt] wrote {path} and {out / 'report.md'}", flush=True)
+    return results
+
+
+def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, student_ckpt: str) -> None:
+    from crossadapt.online.coordinator import drift_periods, run_online
+
+    results["online"] = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, student_ckpt=student_ckpt)
+    results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
+                              "student_checkpoint": student_ckpt, "stream_periods": list(cfg.data.stream_periods)}
 
 
 def _crossadapt_student(results: dict) -> str:

@@ -103,6 +103,11 @@ class Reservoir:
                     self._data[k][uniq] = v[rows]
         self._seen += n
 
+    def clear(self) -> None:
+        """Forget every held row and restart the count (the row layout is kept)."""
+        self._size = 0
+        self._seen = 0
+
     def sample(self, n: int, rng: np.random.Generator | None = None) -> Batch:
         """``min(n, len(self))`` distinct held rows, uniformly at random (``n`` may be 0).
 
