@@ -44,6 +44,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from crossadapt import storage
     from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
@@ -55,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
     print(json.dumps({"checkpoint": outcome.best_checkpoint, "test": metrics,
                       "train_seconds": outcome.train_seconds}, indent=2))
+    storage.upload(cfg.out_dir, cfg.storage)  # the teacher checkpoint outlives the machine (no-op when unset)
     return 0
 
 
@@ -89,6 +91,45 @@ def cmd_online(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.prepare import prepare_data
+    from crossadapt.experiment.zoo import run_zoo, zoo_table
+    from crossadapt.ray_init import init_ray
+
+    cfg = _config(args, "quick.yaml" if args.quick else None)
+    init_ray()
+    fm = prepare_data(cfg)
+    result = run_zoo(cfg, fm, args.models, args.seeds)
+    print(zoo_table(result), end="")
+    print(f"[crossadapt] wrote {Path(cfg.out_dir) / 'zoo.json'} and zoo.md", flush=True)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.prepare import prepare_data
+    from crossadapt.ray_init import init_ray
+    from crossadapt.tune.search import run_tune
+    from crossadapt.tune.space import load_space
+
+    space = load_space(args.space)  # a bad space fails before Ray starts
+    cfg = _config(args, "quick.yaml" if args.quick else None)
+    init_ray()
+    fm = prepare_data(cfg)
+    rows = run_tune(cfg, fm, space)
+    best = rows[0] if rows else None
+    print(f"[crossadapt] tune {space.name}: {len(rows)} trials; best {space.metric} "
+          f"{best[space.metric]:.4f} with {{{', '.join(f'{k}: {best[k]}' for k in space.keys)}}}" if best else "no trials")
+    print(f"[crossadapt] table: {Path(cfg.out_dir) / 'tune' / space.name / 'results.md'}", flush=True)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.compare import compare_table
+
+    print(compare_table(args.run_dirs))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from crossadapt.experiment.run import run_experiment
 
@@ -110,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prepare", help="raw or synthetic logs -> encoded parquet + feature map")
     common(sp, out=False)
     sp.add_argument("--force", action="store_true", help="rebuild even if the data exists")
-    sp.add_argument("--num-periods", type=int, default=None, help="split raw rows into this many periods")
-    sp.add_argument("--min-count", type=int, default=2, help="vocabulary min count for raw logs")
+    sp.add_argument("--num-periods", type=int, default=None, help="split raw rows into this many periods (default data.num_periods)")
+    sp.add_argument("--min-count", type=int, default=None, help="vocabulary min count for raw logs (default data.min_count)")
     sp.set_defaults(func=cmd_prepare)
 
     sp = sub.add_parser("train", help="train the config's teacher model on the history periods")
@@ -135,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--teacher", help="teacher checkpoint (default: the one in OUT/results.json)")
     sp.add_argument("--student", help="student checkpoint (default: OUT's offline crossadapt student, first seed)")
     sp.set_defaults(func=cmd_online)
+
+    sp = sub.add_parser("zoo", help="train zoo models on the history and score them on the test period(s)")
+    common(sp)
+    sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
+    sp.add_argument("--models", nargs="+", default=["lr", "dnn", "dcnv2"], help="registry names")
+    sp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    sp.set_defaults(func=cmd_zoo)
+
+    sp = sub.add_parser("tune", help="Ray Tune over a search space (ASHA, resumable, results table)")
+    common(sp)
+    sp.add_argument("--space", required=True, help="search space file, e.g. tune_spaces/offline.yaml")
+    sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
+    sp.set_defaults(func=cmd_tune)
+
+    sp = sub.add_parser("compare", help="side-by-side table of experiment folders (their results.json)")
+    sp.add_argument("run_dirs", nargs="+", help="experiment folders (out_dir of earlier runs)")
+    sp.set_defaults(func=cmd_compare)
 
     sp = sub.add_parser("demo", help="the whole pipeline on synthetic logs: results.json + report.md")
     common(sp)

@@ -37,6 +37,11 @@ class DataConfig:
     root: str = "runs/synthetic/data"
     source: Literal["synthetic", "criteo", "avazu", "kdd12", "parquet"] = "synthetic"
     raw_path: str = ""
+    # Raw logs only: split the rows, in time (file) order, into this many periods (0: the
+    # converter's default, one per day for Avazu, one in all for Criteo/KDD12) and map tokens seen
+    # fewer than min_count times to the OOV id.
+    num_periods: int = 0
+    min_count: int = 2
     teacher_periods: tuple[int, int] = (0, 6)
     window_periods: tuple[int, int] = (6, 8)
     test_periods: tuple[int, int] = (8, 9)
@@ -50,6 +55,9 @@ class DataConfig:
                 raise ConfigError(f"data.{name}: need 0 <= start < end, got [{a}, {b})")
         if not 0.0 <= self.valid_fraction < 0.5:
             raise ConfigError(f"data.valid_fraction: must be in [0, 0.5), got {self.valid_fraction}")
+        if self.num_periods < 0 or self.min_count < 1:
+            raise ConfigError(f"data.num_periods must be >= 0 and data.min_count >= 1, got "
+                              f"{self.num_periods}, {self.min_count}")
 
 
 @dataclass
@@ -255,6 +263,10 @@ class ExperimentConfig:
     """Everything one run of ``crossadapt`` needs."""
 
     out_dir: str = "runs/default"
+    # Where results and checkpoints are copied when a run ends (into <storage>/<name of out_dir>):
+    # a local folder or a pyarrow URI such as s3://bucket/prefix; empty: only out_dir. On a cluster
+    # out_dir is the head node's disk, gone after `ray down`; the copy is not.
+    storage: str = ""
     seeds: tuple[int, ...] = (0, 1, 2)
     data: DataConfig = field(default_factory=DataConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -383,16 +395,19 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         if not p.exists():
             raise ConfigError(f"{p}: config file not found")
         try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
+            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: not valid YAML ({e})") from e
         if not isinstance(d, dict):
             raise ConfigError(f"{p}: top level must be a mapping")
     for dotted, value in (overrides or {}).items():
         node = d
         parts = dotted.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # e.g. YAML `distill: 0.5` and the override `distill.r`
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(f"{where}: expected a mapping to apply override {dotted!r}, got {node!r}")
         node[parts[-1]] = value
     try:
         return absolute_paths(from_dict(ExperimentConfig, d))
@@ -410,7 +425,7 @@ def _absolute(path: str) -> str:
 def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with its local paths absolute: Ray workers and actors do not run in the driver's folder."""
     data = dataclasses.replace(cfg.data, root=_absolute(cfg.data.root), raw_path=_absolute(cfg.data.raw_path))
-    return dataclasses.replace(cfg, out_dir=_absolute(cfg.out_dir), data=data)
+    return dataclasses.replace(cfg, out_dir=_absolute(cfg.out_dir), storage=_absolute(cfg.storage), data=data)
 
 
 def replace(cfg: T, **changes: Any) -> T:

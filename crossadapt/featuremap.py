@@ -44,6 +44,15 @@ class FieldSpec:
     encoder: str = "vocab"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DataError(f"field name must be a non-empty string, got {self.name!r}")
+        # A hand-edited JSON map can hold "10" or 10.5: fail here, naming the field, not in a model.
+        for key in ("vocab_size", "oov_index", "padding_index"):
+            value = getattr(self, key)
+            if key == "padding_index" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DataError(f"field {self.name!r}: {key} must be an integer, got {value!r}")
         if self.type not in (CATEGORICAL, NUMERIC):
             raise DataError(f"field {self.name!r}: type must be 'categorical' or 'numeric', got {self.type!r}")
         if self.type == CATEGORICAL and self.vocab_size < 1:
@@ -75,6 +84,12 @@ class FeatureMap:
             raise DataError(f"feature map {self.dataset!r}: duplicate field names {dupes}")
         if not self.categorical_fields:
             raise DataError(f"feature map {self.dataset!r}: needs at least one categorical field")
+        for key in ("label", "time"):
+            column = getattr(self, key)
+            if not isinstance(column, str) or not column or column in names:
+                raise DataError(
+                    f"feature map {self.dataset!r}: {key} column {column!r} must be a string naming no field"
+                )
 
     @property
     def categorical_fields(self) -> list[FieldSpec]:
@@ -112,10 +127,18 @@ class FeatureMap:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "feature map") -> "FeatureMap":
+        if not isinstance(d, dict) or not isinstance(d.get("fields"), list) or "dataset" not in d:
+            raise DataError(f"{source}: malformed feature map (need a mapping with 'dataset' and a 'fields' list)")
+        fields = []
+        for i, f in enumerate(d["fields"]):
+            try:
+                fields.append(FieldSpec(**f))
+            except (TypeError, DataError) as e:  # TypeError: not a mapping, unknown or missing keys
+                raise DataError(f"{source}: malformed feature map: fields[{i}]: {e}") from e
         try:
-            fields = tuple(FieldSpec(**f) for f in d["fields"])
-            return cls(d["dataset"], fields, d.get("label", "label"), d.get("time", "ts"), dict(d.get("meta", {})))
-        except (KeyError, TypeError) as e:
+            meta = dict(d.get("meta", {}))
+            return cls(d["dataset"], tuple(fields), d.get("label", "label"), d.get("time", "ts"), meta)
+        except (TypeError, ValueError) as e:  # DataError is a ValueError; dict() of a non-mapping meta
             raise DataError(f"{source}: malformed feature map ({e})") from e
 
     def fingerprint(self) -> str:
@@ -141,8 +164,8 @@ class FeatureMap:
         if not path.exists():
             raise DataError(f"{path}: feature map not found")
         try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DataError(f"{path}: feature map is not valid JSON ({e})") from e
         return cls.from_dict(d, source=str(path))
 

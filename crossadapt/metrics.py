@@ -50,3 +50,9 @@ def evaluate_predictions(y_true, y_prob) -> dict[str, float]:
     """All three metrics plus the sample count."""
     y, p = _as_arrays(y_true, y_prob)
     return {"auc": auc(y, p), "logloss": logloss(y, p), "bias": prediction_bias(y, p), "n": int(y.size)}
+
+
+def mean_std(xs) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0 for a single value) of per-seed figures."""
+    a = np.asarray(xs, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0

@@ -19,6 +19,8 @@ def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None
     # Train V2 workers block in ``ray.train.report`` until the controller polls them (every 2 s by
     # default); a local Ray inherits this process's environment, so a shorter poll is set here.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+    # Train V2 sends worker prints to its logger *and* to stdout: every progress line showed twice.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:

@@ -2,64 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import ray
-import torch
 
-from crossadapt.config import ExperimentConfig, ModelConfig, OnlineConfig, SyntheticConfig, DataConfig
 from crossadapt.data import arrays as A
-from crossadapt.data.synthetic import generate
-from crossadapt.featuremap import FeatureMap
-from crossadapt.models import build_model, load_checkpoint, save_checkpoint
+from crossadapt.models import load_checkpoint
 from crossadapt.online.coordinator import OnlineStream, run_online
 from crossadapt.train import engine
-from crossadapt.train.engine import TrainJob
-
-SYN = SyntheticConfig(num_fields=6, vocab_size=300, rows_per_period=3000, num_periods=8, drift_periods=(6,), seed=5)
-TEACHER = ModelConfig(name="dnn", embed_dim=8, hidden_units=(32, 16))
-STUDENT = ModelConfig(name="dcnv2", embed_dim=8, hidden_units=(32,), num_cross_layers=2)
 
 
-def _train(cfg: ModelConfig, fm: FeatureMap, data: engine.Tensors, path: Path) -> str:
-    """A few epochs in-process: enough for AUCs well above 0.5, in well under a second."""
-    torch.manual_seed(0)
-    model = build_model(cfg, fm)
-    opt = engine.make_optimizer(model, 3e-3)
-    gen = torch.Generator().manual_seed(0)
-    n = data["ids"].shape[0]
-    for _ in range(4):
-        engine.train_steps(model, opt, data, engine.batches(n, 256, n // 256, gen, "cpu"), None,
-                           TrainJob(name="x", run_dir="", model=cfg))
-    save_checkpoint(path, model, cfg, fm)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """Tiny drifting logs (drift at period 6) with a trained teacher and student."""
-    root = tmp_path_factory.mktemp("online") / "data"
-    generate(SYN, root)
-    fm = FeatureMap.load(root)
-    hist = engine.to_tensors(A.read_periods(root, range(0, 4), fm))
-    d = root.parent
-    return root, fm, _train(TEACHER, fm, hist, d / "teacher.pt"), _train(STUDENT, fm, hist, d / "student.pt")
-
-
-def _cfg(root: Path, out: Path, **online) -> ExperimentConfig:
-    return ExperimentConfig(
-        out_dir=str(out), seeds=(0,),
-        data=DataConfig(root=str(root), teacher_periods=(0, 3), window_periods=(3, 4), test_periods=(4, 5),
-                        stream_periods=(5, 8)),
-        online=OnlineConfig(**{"batch_size": 256, "reservoir_size": 2000, **online}),
-    )
-
-
-def test_teacher_weights_change_exactly_every_tau_steps(ray_session, world, tmp_path):
-    root, fm, teacher, student = world
-    cfg = _cfg(root, tmp_path, tau=3)
+def test_teacher_weights_change_exactly_every_tau_steps(ray_session, tiny_online_world, online_cfg, tmp_path):
+    root, fm, teacher, student = tiny_online_world
+    cfg = online_cfg(root, tmp_path, tau=3)
     stream = OnlineStream("crossadapt", cfg, fm, tmp_path, teacher, student, None, None, seed=0)
     state = stream._fresh()
     stream._start_actors(state)
@@ -79,9 +34,9 @@ def test_teacher_weights_change_exactly_every_tau_steps(ray_session, world, tmp_
     assert digests[0] != digests[1] != digests[2]
 
 
-def test_online_end_to_end(ray_session, world, tmp_path):
-    root, fm, teacher, student = world
-    cfg = _cfg(root, tmp_path, tau=4)
+def test_online_end_to_end(ray_session, tiny_online_world, online_cfg, tmp_path):
+    root, fm, teacher, student = tiny_online_world
+    cfg = online_cfg(root, tmp_path, tau=4)
     out = run_online(cfg, fm, tmp_path, teacher, student)
     assert set(out) == set(cfg.online.methods)
     first = A.read_periods(root, [5], fm)

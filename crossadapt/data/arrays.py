@@ -68,10 +68,30 @@ def check_schema(schema: pa.Schema, fm: FeatureMap, source: str) -> None:
             raise DataError(f"{source}: column {c!r} has dtype {t}, expected float32")
 
 
+def _check_no_missing(col: np.ndarray, name: str, source: str, row_offset: int) -> None:
+    """Raise DataError at the first missing value of an integer column.
+
+    Arrow nulls reach numpy as NaN (the column becomes float64) or None (object dtype); without
+    this they would be reported as a wrong dtype or a label ``nan``.
+    """
+    if col.dtype.kind == "f":
+        missing = np.isnan(col)
+    elif col.dtype.kind == "O":
+        missing = np.equal(col, None)
+    else:
+        return
+    bad = np.flatnonzero(missing)
+    if bad.size:
+        raise DataError(
+            f"{source}: column {name!r} row {row_offset + int(bad[0])}: missing (null) value ({bad.size} such rows)"
+        )
+
+
 def columns_to_arrays(cols: Mapping[str, np.ndarray], fm: FeatureMap, source: str, row_offset: int = 0) -> Arrays:
     """Stack per-field columns into an arrays dict, checking labels, id ranges and finiteness."""
     n = len(cols[fm.label])
     label = np.asarray(cols[fm.label])
+    _check_no_missing(label, fm.label, source, row_offset)
     bad = np.flatnonzero((label != 0) & (label != 1))
     if bad.size:
         r = int(bad[0])
@@ -82,6 +102,7 @@ def columns_to_arrays(cols: Mapping[str, np.ndarray], fm: FeatureMap, source: st
     ids = np.empty((n, len(fm.categorical_fields)), dtype=np.int64)
     for j, f in enumerate(fm.categorical_fields):
         col = np.asarray(cols[f.name])
+        _check_no_missing(col, f.name, source, row_offset)
         if col.dtype.kind not in "iub":
             raise DataError(f"{source}: column {f.name!r} has dtype {col.dtype}, expected an integer type")
         bad = np.flatnonzero((col < 0) | (col >= f.vocab_size))
@@ -94,11 +115,15 @@ def columns_to_arrays(cols: Mapping[str, np.ndarray], fm: FeatureMap, source: st
         ids[:, j] = col
     dense = np.empty((n, len(fm.numeric_fields)), dtype=np.float32)
     for j, f in enumerate(fm.numeric_fields):
-        col = np.asarray(cols[f.name], dtype=np.float32)
-        bad = np.flatnonzero(~np.isfinite(col))
+        # Checked in float64: a float64 value beyond float32's range would otherwise be reported as inf.
+        col = np.asarray(cols[f.name], dtype=np.float64)
+        bad = np.flatnonzero(~(np.abs(col) <= np.finfo(np.float32).max))
         if bad.size:
             r = int(bad[0])
-            raise DataError(f"{source}: column {f.name!r} row {row_offset + r}: value {col[r]} is not finite")
+            raise DataError(
+                f"{source}: column {f.name!r} row {row_offset + r}: value {col[r]} is not a finite float32 "
+                f"({bad.size} such rows)"
+            )
         dense[:, j] = col
     return {"ids": ids, "dense": dense, "label": label.astype(np.float32)}
 
@@ -112,7 +137,10 @@ def read_file(path: str | os.PathLike, fm: FeatureMap) -> Arrays:
         raise DataError(f"{path}: not a readable parquet file ({e})") from e
     check_schema(pf.schema_arrow, fm, str(path))
     cols = [fm.label, *fm.categorical_names, *fm.numeric_names]
-    table = pf.read(columns=cols)
+    try:
+        table = pf.read(columns=cols)
+    except (pa.ArrowException, OSError) as e:  # a valid footer over corrupted pages fails only here
+        raise DataError(f"{path}: corrupted parquet data ({e})") from e
     if table.num_rows == 0:
         return empty_arrays(fm)
     return columns_to_arrays({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}, fm, str(path))
@@ -150,7 +178,7 @@ def take(a: Arrays, index: np.ndarray | slice) -> Arrays:
 def sample_index(n: int, r: float, seed: int) -> np.ndarray:
     """Sorted indices of a seeded uniform sample of ``round(r * n)`` rows (at least one)."""
     if not 0 < r <= 1:
-        raise ValueError(f"sample ratio r must be in (0, 1], got {r}")
+        raise DataError(f"sample ratio r must be in (0, 1], got {r}")
     if r == 1:
         return np.arange(n)
     k = max(1, int(round(r * n)))

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from crossadapt import atomic
@@ -183,11 +182,6 @@ def summarize(records: list[dict]) -> dict[str, dict[str, list]]:
     return out
 
 
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    a = np.asarray(xs, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
-
-
 def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record: Callable[[dict], None] | None = None) -> dict:
     """Teacher, projection and every configured method over every seed; returns the results blocks."""
     out_dir = Path(out_dir)
@@ -213,10 +207,11 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
              f"bias {rec['bias']:+.3f} train {rec['train_seconds']:.1f} s")
         if on_record:
             on_record(rec)
-    atomic.write_json(out_dir / "offline_records.json", records)
     return {
-        "teacher": {**teacher_metrics, "train_seconds": teacher.train_seconds, "checkpoint": teacher.best_checkpoint},
+        "teacher": {**teacher_metrics, "train_seconds": teacher.train_seconds, "checkpoint": teacher.best_checkpoint,
+                    "history": teacher.history},
         "offline": summarize(records),
+        "offline_records": records,
         "offline_checkpoints": {m: [r["checkpoint"] for r in records if r["method"] == m] for m in cfg.methods},
         "projection": reports,
         "projection_seconds": proj_seconds,

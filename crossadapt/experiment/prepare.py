@@ -10,7 +10,7 @@ from crossadapt.featuremap import FEATURE_MAP_FILE, FeatureMap
 
 
 def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | None = None,
-                 min_count: int = 2) -> FeatureMap:
+                 min_count: int | None = None) -> FeatureMap:
     """Return the feature map of ``cfg.data.root``, creating the data first when needed.
 
     Synthetic logs are regenerated when the saved generator version, config or scales differ from
@@ -32,7 +32,8 @@ def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | 
                 raise ConfigError(f"data.raw_path: needed to convert {source} logs into {root}")
             from crossadapt.data.converters import convert
 
-            convert(source, cfg.data.raw_path, root, min_count=min_count, num_periods=num_periods)
+            convert(source, cfg.data.raw_path, root, min_count=min_count or cfg.data.min_count,
+                    num_periods=num_periods or cfg.data.num_periods or None, overwrite=force)
     elif not have:
         raise ConfigError(f"data.root: {root} holds no {FEATURE_MAP_FILE}; run `crossadapt prepare` first")
     return FeatureMap.load(root)

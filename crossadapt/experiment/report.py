@@ -11,11 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from crossadapt import atomic  # noqa: E402
-
-
-def _ms(xs: list[float]) -> tuple[float, float]:
-    a = np.asarray(xs, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+from crossadapt.metrics import mean_std  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -26,7 +22,7 @@ def _save(fig, path: Path) -> None:
 
 def _bar(offline: dict, key: str, ylabel: str, path: Path) -> None:
     names = list(offline)
-    stats = [_ms(offline[m][key]) for m in names]
+    stats = [mean_std(offline[m][key]) for m in names]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ax.bar(names, [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=4,
            color=["#d62728" if n == "crossadapt" else "#7f7f7f" for n in names])
@@ -83,7 +79,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += ["## Offline transfer", "",
                   "| method | AUC | LogLoss | bias | train s | samples |", "|---|---|---|---|---|---|"]
         for m, b in offline.items():
-            a, la, bi, ts = _ms(b["auc"]), _ms(b["logloss"]), _ms(b["bias"]), _ms(b["train_seconds"])
+            a, la, bi, ts = mean_std(b["auc"]), mean_std(b["logloss"]), mean_std(b["bias"]), mean_std(b["train_seconds"])
             lines.append(f"| {m} | {a[0]:.4f} ± {a[1]:.4f} | {la[0]:.4f} ± {la[1]:.4f} | {bi[0]:+.3f} ± {bi[1]:.3f} "
                          f"| {ts[0]:.1f} ± {ts[1]:.1f} | {int(np.mean(b['samples']))} |")
         lines += ["", f"Mean ± sample std over seeds {offline[next(iter(offline))].get('seed', [])}. "

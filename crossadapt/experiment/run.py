@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crossadapt import atomic
+from crossadapt import atomic, storage
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.errors import ConfigError
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
+from crossadapt.experiment.track import track_offline, track_online, track_report
 from crossadapt.ray_init import init_ray
+from crossadapt.tracking import Tracker
 
 RESULTS_FILE = "results.json"
 
@@ -25,14 +27,19 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
     init_ray()
     fm = prepare_data(cfg)
     results: dict = {"config": to_dict(cfg)}
+    tracker = Tracker(cfg.tracking, out)
     if "offline" in stages:
         results.update(run_offline(cfg, fm, out))
         atomic.write_json(out / RESULTS_FILE, results)
+        track_offline(tracker, cfg, results)
     if "online" in stages:
         _add_online(cfg, fm, results, results["teacher"]["checkpoint"], _crossadapt_student(results))
         atomic.write_json(out / RESULTS_FILE, results)
+        track_online(tracker, cfg, results)
     write_report(results, out)
+    track_report(tracker, cfg, out)
     print(f"[crossadapt] wrote {out / RESULTS_FILE} and {out / 'report.md'}", flush=True)
+    storage.upload(out, cfg.storage)  # results and checkpoints outlive the machine (no-op when unset)
     return results
 
 
@@ -54,8 +61,12 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
     fm = prepare_data(cfg)
     _add_online(cfg, fm, results, teacher_ckpt, student_ckpt)
     atomic.write_json(path, results)
+    tracker = Tracker(cfg.tracking, out)
+    track_online(tracker, cfg, results)
     write_report(results, out)
+    track_report(tracker, cfg, out)
     print(f"[crossadapt] wrote {path} and {out / 'report.md'}", flush=True)
+    storage.upload(out, cfg.storage)
     return results
 
 

@@ -16,6 +16,7 @@ file, or a ``FeatureMapMismatch`` when the checkpoint was trained on another enc
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - zip, pickle, EOF and unpickler errors all mean "unreadable"
+        if "Weights only load failed" in str(e):
+            # A pickle of arbitrary objects (possibly a payload): say so, and name what it asked for,
+            # instead of torch's first line, which suggests retrying with weights_only=False.
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            what = f" (it asks for {found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint: it holds Python objects other than tensors and plain "
+                f"values{what}; checkpoints are loaded with weights_only=True and never run code from a file"
+            ) from e
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(
             f"{path}: not a readable checkpoint (truncated or corrupted?): {type(e).__name__}: {msg[:300]}"
@@ -179,7 +189,7 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: see ``read_checkpoint``; also a config or state_dict that does not fit
-            (the message names the key and both shapes).
+            (the message names the key and both shapes), or NaN/inf weights (the key is named).
         FeatureMapMismatch: ``expected_feature_map`` is given and encodes differently from the
             checkpoint's map (the message names the first differing field).
 
@@ -202,6 +212,12 @@ def load_checkpoint(
     except CrossAdaptError as e:
         raise CheckpointError(f"{path}: cannot rebuild the model: {e}") from e
     _check_state_dict(path, raw["state_dict"], model.state_dict(), cfg.name)
+    for k, t in raw["state_dict"].items():
+        # A diverged run or a flipped bit saves NaN/inf weights that load fine and then predict
+        # garbage (a teacher would hand NaN soft labels to every student): refuse them here.
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{path}: state_dict key {k!r} holds {n_bad} non-finite (NaN/inf) value(s)")
     model.to(map_location)
     model.load_state_dict(raw["state_dict"], strict=True)
     model.eval()

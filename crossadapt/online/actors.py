@@ -15,6 +15,7 @@ The teacher's own weights never leave it except in checkpoints.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Mapping
 
@@ -80,6 +81,10 @@ class StudentWorker:
     def version(self) -> int:
         return self.learner.version
 
+    def pid(self) -> int:
+        """The actor's process id (diagnostics, fault tests)."""
+        return os.getpid()
+
 
 class TeacherWorker:
     """The teacher: soft labels for every batch; its weights change only in :meth:`update`.
@@ -136,6 +141,10 @@ class TeacherWorker:
 
     def version(self) -> int:
         return self.learner.version
+
+    def pid(self) -> int:
+        """The actor's process id (diagnostics, fault tests)."""
+        return os.getpid()
 
     def served_versions(self) -> list[int]:
         """The teacher version that labelled each batch served so far, in order."""

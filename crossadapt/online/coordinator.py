@@ -32,7 +32,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import ray
@@ -191,8 +191,12 @@ class OnlineStream:
 
     # ------------------------------------------------------------ the stream
 
-    def run(self) -> dict[str, Any]:
-        """Replay every period not yet committed; returns the method's results block."""
+    def run(self, on_window: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Replay every period not yet committed; returns the method's results block.
+
+        ``on_window`` is called with each new window once its period is committed (Tune trials
+        report through it).
+        """
         t0 = time.perf_counter()
         state = self._load()
         if state is not None and state["next"] > 0:
@@ -203,6 +207,8 @@ class OnlineStream:
             try:
                 while state["next"] < len(self.periods):
                     state = self._period_with_retries(state)
+                    if on_window is not None:
+                        on_window(state["windows"][-1])
             finally:
                 self._kill_actors()
         windows = state["windows"]
@@ -300,6 +306,15 @@ class OnlineStream:
                 "detector": det.state_dict(), "reservoir": res.state_dict(), "rng": rng.bit_generator.state}
 
 
+def stream_inputs(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[A.Arrays, np.ndarray | None]:
+    """What every method's stream starts from: the retained window (seeds the reservoir) and the ids
+    of the period just before the stream (the first drift reference; None when there is none)."""
+    start = cfg.data.stream_periods[0]
+    available = set(A.list_periods(cfg.data.root))
+    reference = A.read_periods(cfg.data.root, [start - 1], fm)["ids"] if start - 1 in available else None
+    return A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm), reference
+
+
 def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str, student_ckpt: str,
                methods: tuple[str, ...] | None = None, seed: int | None = None) -> dict[str, Any]:
     """Replay ``data.stream_periods`` for every online method; returns ``{method: results block}``.
@@ -315,10 +330,7 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     for m in methods:
         get_online_method(m)  # unknown names fail before any work
     seed = cfg.seeds[0] if seed is None else seed
-    start = cfg.data.stream_periods[0]
-    available = set(A.list_periods(cfg.data.root))
-    reference = A.read_periods(cfg.data.root, [start - 1], fm)["ids"] if start - 1 in available else None
-    history = A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm)
+    history, reference = stream_inputs(cfg, fm)
     out: dict[str, Any] = {}
     for m in methods:
         out[m] = OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, student_ckpt, history, reference, seed).run()

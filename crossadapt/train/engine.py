@@ -7,8 +7,9 @@ which phases (a phase may freeze the embeddings), which teacher, which loss.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -16,8 +17,10 @@ from torch import nn
 
 from crossadapt.config import ModelConfig
 from crossadapt.data.arrays import Arrays
+from crossadapt.featuremap import FeatureMap
 from crossadapt.losses import distillation_loss
 from crossadapt.metrics import evaluate_predictions
+from crossadapt.models import build_model, load_checkpoint
 from crossadapt.models.embedding import set_embedding_trainable
 
 Tensors = dict[str, torch.Tensor]
@@ -141,3 +144,132 @@ def train_steps(
 def apply_phase(model: nn.Module, phase: Phase) -> None:
     """Freeze or unfreeze the embedding tables for ``phase``."""
     set_embedding_trainable(model, not phase.freeze_embeddings)
+
+
+def _same(x: Any) -> Any:
+    return x
+
+
+@dataclass
+class Collective:
+    """How the ranks of a data-parallel run agree; the defaults are one process (no DDP).
+
+    ``wrap`` puts a model in DDP, ``sum``/``min`` all-reduce a number, ``broadcast`` sends rank 0's
+    flag to every rank (see ``crossadapt.train.ray_train`` for the torch.distributed versions).
+    """
+
+    rank: int = 0
+    world: int = 1
+    wrap: Callable[[nn.Module], nn.Module] = _same
+    sum: Callable[[float], float] = _same
+    min: Callable[[float], float] = _same
+    broadcast: Callable[[bool], bool] = _same
+
+
+#: Called after every epoch with ``(record, state, model, optimizer, improved, done)``: ``improved``
+#: (rank 0 only) when the validation AUC is the best so far, ``done`` after the job's last epoch.
+EpochHook = Callable[[dict, dict, nn.Module, torch.optim.Optimizer, bool, bool], None]
+
+
+def build_job_model(job: TrainJob, fm: FeatureMap, device: torch.device | str) -> nn.Module:
+    """The job's model, seeded (identical on every rank), with the projected embeddings when given."""
+    torch.manual_seed(job.seed)
+    model = build_model(job.model, fm).to(device)
+    if job.init_embeddings:
+        init = torch.load(job.init_embeddings, map_location=device, weights_only=True)
+        with torch.no_grad():
+            model.embedding.table.weight.copy_(init["table"])
+            if init.get("numeric") is not None and model.embedding.numeric is not None:
+                model.embedding.numeric.copy_(init["numeric"])
+    return model
+
+
+def job_teacher_logits(job: TrainJob, fm: FeatureMap, train: Tensors) -> torch.Tensor | None:
+    """The frozen teacher's logits for every training row (computed once), or None without distillation."""
+    if not (job.teacher_checkpoint and job.alpha > 0):
+        return None
+    device = train["ids"].device
+    teacher = load_checkpoint(job.teacher_checkpoint, expected_feature_map=fm).model.to(device)
+    return predict_logits(teacher, train, amp=job.amp)
+
+
+def new_state() -> dict[str, Any]:
+    """Progress of a job: ``(phase, epoch)`` is the next epoch to run."""
+    return {"phase": 0, "epoch": 0, "best_auc": -1.0, "bad_epochs": 0, "samples": 0, "seconds": 0.0, "history": []}
+
+
+def run_phases(
+    model: nn.Module,
+    job: TrainJob,
+    train: Tensors,
+    valid: Tensors | None,
+    teacher_logits: torch.Tensor | None,
+    coll: Collective = Collective(),
+    saved: dict[str, Any] | None = None,
+    on_epoch: EpochHook | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` through ``job.phases``: epochs of shuffled batches, rank-0 validation, early
+    stopping in the last phase (``job.patience`` epochs without a better validation AUC).
+
+    The one training loop of the project: Ray Train workers run it with DDP collectives, Tune
+    trials and benchmarks in one process. ``saved`` (``{"model", "optimizer", "state"}``) resumes
+    exactly where a checkpoint left off: the batch order of an epoch depends only on the seed,
+    rank, phase and epoch. Returns the final state (history, samples, seconds, best AUC).
+    """
+    device = train["ids"].device
+    # DDP needs the same number of steps on every rank: the smallest shard decides.
+    n_local = train["ids"].shape[0]
+    n_min = int(coll.min(n_local))
+    batch = max(1, min(job.batch_size, n_min))
+    steps = max(1, -(-n_min // batch))  # ceil: the last batch may be partial, no sampled row is wasted
+
+    state, optimizer_state = new_state(), None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        state = saved["state"]
+        optimizer_state = saved["optimizer"] if state["epoch"] > 0 else None  # it belongs to that phase
+
+    gen = torch.Generator()
+    while state["phase"] < len(job.phases):
+        p = state["phase"]
+        phase = job.phases[p]
+        last_phase = p == len(job.phases) - 1
+        apply_phase(model, phase)
+        wrapped = coll.wrap(model)  # rebuilt per phase: the set of trainable parameters changes
+        opt = make_optimizer(model, phase.lr, job.weight_decay)
+        if optimizer_state is not None:
+            opt.load_state_dict(optimizer_state)
+            optimizer_state = None
+        stop = False
+        while state["phase"] == p and not stop:
+            e = state["epoch"]
+            gen.manual_seed(job.seed * 1_000_003 + coll.rank * 7919 + p * 1000 + e)  # same order after a resume
+            te = time.perf_counter()
+            loss, seen = train_steps(wrapped, opt, train, batches(n_local, batch, steps, gen, device),
+                                     teacher_logits, job)
+            train_time = time.perf_counter() - te
+            seen_all = int(coll.sum(seen))
+            record = {"phase": p, "epoch": e, "loss": loss, "samples": seen_all, "seconds": train_time,
+                      "samples_per_s": seen_all / max(train_time, 1e-9)}
+            improved = False
+            if coll.rank == 0 and valid is not None:
+                m = evaluate(model, valid)
+                record.update({f"valid_{k}": v for k, v in m.items() if k != "n"})
+                if m["auc"] > state["best_auc"]:
+                    state["best_auc"], state["bad_epochs"], improved = m["auc"], 0, True
+                elif last_phase:
+                    state["bad_epochs"] += 1
+                print(f"[{job.name}] phase {p} epoch {e}: loss {loss:.4f} valid auc {m['auc']:.4f} "
+                      f"({record['samples_per_s']:.0f} samples/s)", flush=True)
+            stop = coll.broadcast(last_phase and state["bad_epochs"] >= job.patience)
+            state["samples"] += seen_all
+            state["seconds"] += time.perf_counter() - te
+            state["history"].append(record)
+            state["epoch"] = phase.epochs if stop else e + 1
+            if state["epoch"] >= phase.epochs:
+                state["phase"], state["epoch"] = p + 1, 0
+            if on_epoch is not None:
+                on_epoch(record, state, model, opt, improved, stop or state["phase"] >= len(job.phases))
+        if stop:
+            break
+    return state

@@ -28,7 +28,7 @@ from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
 from crossadapt.featuremap import FeatureMap
 from crossadapt.ray_init import cpu_share
-from crossadapt.models import build_model, load_checkpoint, save_checkpoint
+from crossadapt.models import save_checkpoint
 from crossadapt.train import engine
 from crossadapt.train.engine import TrainJob
 
@@ -108,6 +108,19 @@ def train_loop_per_worker(config: dict) -> None:
         _run_job(job, i, data(job.train_key), valid, rank, world, device, saved if i == start else None)
 
 
+def _collective(rank: int, world: int, device: torch.device) -> engine.Collective:
+    """torch.distributed versions of the loop's collectives (gloo on CPU, NCCL on GPU)."""
+    if world == 1:
+        return engine.Collective()
+    return engine.Collective(
+        rank=rank, world=world,
+        wrap=lambda m: _wrap(m, world, device),
+        sum=lambda v: _all_reduce(v, world, device),
+        min=lambda v: _all_reduce(v, world, device, dist.ReduceOp.MIN),
+        broadcast=lambda f: _broadcast_flag(f, world, device),
+    )
+
+
 def _run_job(
     job: TrainJob,
     job_index: int,
@@ -118,92 +131,31 @@ def _run_job(
     device: torch.device,
     saved: dict | None,
 ) -> None:
-    """One job: phases of epochs, rank-0 validation and early stopping, per-epoch resumable reports."""
+    """One job through ``engine.run_phases``: rank 0 keeps the best model as ``best.pt``, and
+    resumable checkpoints leave through ``ray.train.report`` every ``checkpoint_interval_s``."""
     fm = FeatureMap.from_dict(job.feature_map)
     run_dir = Path(job.run_dir)
-    torch.manual_seed(job.seed)  # identical init on every rank
-    model = build_model(job.model, fm).to(device)
-    if job.init_embeddings:
-        init = torch.load(job.init_embeddings, map_location=device, weights_only=True)
-        with torch.no_grad():
-            model.embedding.table.weight.copy_(init["table"])
-            if init.get("numeric") is not None and model.embedding.numeric is not None:
-                model.embedding.numeric.copy_(init["numeric"])
-
+    model = engine.build_job_model(job, fm, device)
     t0 = time.perf_counter()
-    teacher_logits = None
-    if job.teacher_checkpoint and job.alpha > 0:
-        teacher = load_checkpoint(job.teacher_checkpoint, expected_feature_map=fm).model.to(device)
-        teacher_logits = engine.predict_logits(teacher, train, amp=job.amp)
-        del teacher
+    teacher_logits = engine.job_teacher_logits(job, fm, train)
     teacher_seconds = time.perf_counter() - t0
+    coll = _collective(rank, world, device)
+    last_ckpt = [time.perf_counter()]
 
-    # DDP needs the same number of steps on every rank: the smallest shard decides.
-    n_local = train["ids"].shape[0]
-    n_min = int(_all_reduce(n_local, world, device, dist.ReduceOp.MIN if world > 1 else None))
-    batch = max(1, min(job.batch_size, n_min))
-    steps = max(1, -(-n_min // batch))  # ceil: the last batch may be partial, no sampled row is wasted
+    def on_epoch(record: dict, state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                 improved: bool, done: bool) -> None:
+        if improved:
+            save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name, **record})
+        if rank == 0:  # where a long run is, and which process runs it (to watch it, or kill it in tests)
+            atomic.write_json(run_dir / "progress.json", {"pid": os.getpid(), "job": job.name, "phase": state["phase"],
+                                                        "epoch": state["epoch"], "samples": state["samples"],
+                                                        "done": done})
+        # Every rank must report at the same epochs: rank 0's clock decides.
+        if coll.broadcast(done or time.perf_counter() - last_ckpt[0] >= job.checkpoint_interval_s):
+            _report(model, opt, state, record, rank, job_index)  # Ray Train sees checkpoints only
+            last_ckpt[0] = time.perf_counter()
 
-    # (phase, epoch) is the next epoch to run; the optimizer state belongs to that phase.
-    state = {"phase": 0, "epoch": 0, "best_auc": -1.0, "bad_epochs": 0, "samples": 0, "seconds": 0.0,
-             "history": []}
-    optimizer_state = None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        state = saved["state"]
-        optimizer_state = saved["optimizer"] if state["epoch"] > 0 else None
-
-    gen = torch.Generator()
-    last_ckpt = time.perf_counter()
-    while state["phase"] < len(job.phases):
-        p = state["phase"]
-        phase = job.phases[p]
-        last_phase = p == len(job.phases) - 1
-        engine.apply_phase(model, phase)
-        wrapped = _wrap(model, world, device)
-        opt = engine.make_optimizer(model, phase.lr, job.weight_decay)
-        if optimizer_state is not None:
-            opt.load_state_dict(optimizer_state)
-            optimizer_state = None
-        stop = False
-        while state["phase"] == p and not stop:
-            e = state["epoch"]
-            gen.manual_seed(job.seed * 1_000_003 + rank * 7919 + p * 1000 + e)  # same order after a resume
-            te = time.perf_counter()
-            loss, seen = engine.train_steps(
-                wrapped, opt, train, engine.batches(n_local, batch, steps, gen, device), teacher_logits, job
-            )
-            train_time = time.perf_counter() - te
-            seen_all = int(_all_reduce(seen, world, device))
-            record = {"phase": p, "epoch": e, "loss": loss, "samples": seen_all, "seconds": train_time,
-                      "samples_per_s": seen_all / max(train_time, 1e-9)}
-            if rank == 0 and valid is not None:
-                m = engine.evaluate(model, valid)
-                record.update({f"valid_{k}": v for k, v in m.items() if k != "n"})
-                if m["auc"] > state["best_auc"]:
-                    state["best_auc"], state["bad_epochs"] = m["auc"], 0
-                    save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name, **record})
-                elif last_phase:
-                    state["bad_epochs"] += 1
-                print(f"[{job.name}] phase {p} epoch {e}: loss {loss:.4f} valid auc {m['auc']:.4f} "
-                      f"({record['samples_per_s']:.0f} samples/s)", flush=True)
-            stop = _broadcast_flag(last_phase and state["bad_epochs"] >= job.patience, world, device)
-            state["samples"] += seen_all
-            state["seconds"] += time.perf_counter() - te
-            state["history"].append(record)
-            state["epoch"] = phase.epochs if stop else e + 1
-            if state["epoch"] >= phase.epochs:
-                state["phase"], state["epoch"] = p + 1, 0
-            done = stop or state["phase"] >= len(job.phases)
-            # Every rank must report at the same epochs: rank 0's clock decides.
-            due = _broadcast_flag(done or time.perf_counter() - last_ckpt >= job.checkpoint_interval_s,
-                                  world, device)
-            if due:  # Ray Train only sees checkpoints; per-epoch metrics go to outcome.json
-                _report(model, opt, state, record, rank, job_index)
-                last_ckpt = time.perf_counter()
-        if stop:
-            break
-
+    state = engine.run_phases(model, job, train, valid, teacher_logits, coll, saved, on_epoch)
     if rank == 0:
         if valid is None:  # no validation split: the last model is the one we keep
             save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name})

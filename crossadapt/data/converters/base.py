@@ -205,12 +205,16 @@ def detect_delimiter(first_line: str, delimiter: str | None, candidates: tuple[s
 
 def check_header(header: list[str], expected: tuple[str, ...], path: Path) -> None:
     """Raise ``DataError`` unless ``header`` names ``expected`` (case-insensitive, in order)."""
-    got = tuple(h.strip().lower() for h in header)
-    if got != tuple(e.lower() for e in expected):
-        raise DataError(
-            f"{path}: header has columns {list(h.strip() for h in header)[:8]}... ({len(header)}), "
-            f"expected {list(expected)[:8]}... ({len(expected)})"
-        )
+    got = [h.strip() for h in header]
+    if [g.lower() for g in got] == [e.lower() for e in expected]:
+        return
+    # Name the first column that differs: a listing of the first few columns hides a typo at column 13.
+    diff = next((i for i, (g, e) in enumerate(zip(got, expected)) if g.lower() != e.lower()), None)
+    if diff is None:
+        detail = f"{len(got)} columns, expected {len(expected)}"
+    else:
+        detail = f"column {diff + 1} is {got[diff]!r}, expected {expected[diff]!r}"
+    raise DataError(f"{path}: header line does not match: {detail} (expected {', '.join(expected)})")
 
 
 def parse_binary_label(token: str) -> int:

@@ -1,0 +1,13 @@
+"""Ray job: the online stage, the stream replayed through the actor pair (``crossadapt online``).
+
+Starts from the offline results in ``out_dir`` (run ``transfer.py`` first) or from ``--teacher`` and
+``--student`` checkpoints.
+
+    python ray_jobs/online.py --config configs/demo.yaml [--set KEY=VALUE ...] [--out DIR]
+    ray job submit --working-dir . -- python ray_jobs/online.py --config configs/demo.yaml
+"""
+
+from _job import run  # ray_jobs/ is sys.path[0] when a script here runs
+
+if __name__ == "__main__":
+    run("online")

@@ -1,0 +1,109 @@
+"""W&B tracking: offline runs grouped by experiment, never a failure, never a secret; compare tables."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from wandb_offline import offline_runs
+
+from crossadapt.config import ExperimentConfig, TrackingConfig
+from crossadapt.errors import DataError
+from crossadapt.experiment.compare import compare_table
+from crossadapt.experiment.track import track_offline, track_online
+from crossadapt.tracking import INDEX_FILE, Tracker
+
+SECRET = "ca-test-secret-0123456789"
+
+
+def _results() -> dict:
+    rec = lambda m, s, auc: {"method": m, "seed": s, "auc": auc, "logloss": 0.4, "bias": 0.01,  # noqa: E731
+                             "train_seconds": 1.5, "samples": 100,
+                             "history": [{"epoch": 0, "loss": 0.5, "valid_auc": 0.6},
+                                         {"epoch": 1, "loss": 0.4, "valid_auc": 0.7}]}
+    records = [rec(m, s, 0.7 + 0.01 * s) for s in (0, 1) for m in ("kd", "crossadapt")]
+    return {
+        "teacher": {"auc": 0.7, "logloss": 0.4, "bias": 0.0, "train_seconds": 3.0, "history": [{"loss": 0.5}]},
+        "offline_records": records,
+        "offline": {m: {k: [r[k] for r in records if r["method"] == m] for k in ("seed", "auc", "train_seconds")}
+                    for m in ("kd", "crossadapt")},
+        "online": {"crossadapt": {"windows": [{"period": 9, "auc": 0.7, "bias": 0.1, "logloss": 0.3},
+                                              {"period": 10, "auc": 0.72, "bias": -0.1, "logloss": 0.3}],
+                                  "steps": 10}},
+    }
+
+
+def test_offline_runs_one_per_method_and_seed_grouped(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    cfg = ExperimentConfig(out_dir=str(tmp_path), tracking=TrackingConfig(experiment="exp-1"))
+    tracker = Tracker(cfg.tracking, tmp_path)
+    track_offline(tracker, cfg, _results())
+    track_online(tracker, cfg, _results())
+    runs = {r["name"]: r for r in offline_runs(tmp_path)}
+    assert set(runs) == {"teacher", "kd-seed0", "kd-seed1", "crossadapt-seed0", "crossadapt-seed1",
+                         "online-crossadapt-seed0"}
+    assert {r["group"] for r in runs.values()} == {"exp-1"}
+    assert runs["kd-seed1"]["job_type"] == "kd" and runs["online-crossadapt-seed0"]["job_type"] == "online-crossadapt"
+    kd1 = runs["kd-seed1"]
+    assert kd1["config"]["method"] == "kd" and kd1["config"]["seed"] == 1 and kd1["config"]["distill"]["r"] == 0.1
+    assert [h["valid_auc"] for h in kd1["history"]] == [0.6, 0.7]  # metrics per epoch
+    assert kd1["summary"]["auc"] == pytest.approx(0.71)
+    assert [h["auc"] for h in runs["online-crossadapt-seed0"]["history"]] == [0.7, 0.72]  # per period
+    assert len(tracker.index) == 6 and (tmp_path / INDEX_FILE).is_file()
+    # the API key is in the environment, and in no file the runs wrote
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_without_wandb_nothing_fails(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setitem(sys.modules, "wandb", None)  # "import wandb" now raises ImportError
+    with pytest.warns(UserWarning, match="tracking off"):
+        tracker = Tracker(TrackingConfig(), tmp_path)
+    assert not tracker.enabled
+    cfg = ExperimentConfig(out_dir=str(tmp_path))
+    track_offline(tracker, cfg, _results())
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_wandb_errors_turn_tracking_off(tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr(wandb, "init", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no disk")))
+    tracker = Tracker(TrackingConfig(), tmp_path)
+    with pytest.warns(UserWarning, match="no disk"):
+        run = tracker.run("x", "kd", {})
+    run.log({"a": 1.0})
+    run.finish()
+    assert not tracker.enabled
+
+
+def test_disabled_by_config_or_env(tmp_path, monkeypatch):
+    assert not Tracker(TrackingConfig(wandb="disabled"), tmp_path).enabled
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert not Tracker(TrackingConfig(wandb="offline"), tmp_path).enabled
+
+
+def test_compare_table(tmp_path):
+    import json
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, auc in ((a, 0.7), (b, 0.8)):
+        d.mkdir()
+        r = _results()
+        r["offline"]["kd"]["auc"] = [auc, auc]
+        if d == b:
+            del r["offline"]["crossadapt"]
+        (d / "results.json").write_text(json.dumps(r))
+    table = compare_table([a, b])
+    kd = next(line for line in table.splitlines() if line.startswith("| kd |"))
+    assert "0.7000 ± 0.0000" in kd and "0.8000 ± 0.0000" in kd
+    ca = next(line for line in table.splitlines() if line.startswith("| crossadapt |"))
+    assert ca.rstrip().endswith("| - |")  # b has no crossadapt offline
+    assert "0.7100 / 0.1000" in table  # online mean AUC / mean |bias|
+    with pytest.raises(DataError, match="no results.json"):
+        compare_table([tmp_path / "missing"])

@@ -1,0 +1,120 @@
+"""Ray Tune: search-space validation, and an end-to-end ASHA search of 4 trials with its results table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from crossadapt.config import DataConfig, DistillConfig, ExperimentConfig, ModelConfig, SyntheticConfig, TrackingConfig
+from crossadapt.data import arrays as A
+from crossadapt.data.synthetic import generate
+from crossadapt.errors import ConfigError
+from crossadapt.featuremap import FeatureMap
+from crossadapt.models import build_model, save_checkpoint
+from crossadapt.train import engine
+from crossadapt.train.engine import TrainJob
+from crossadapt.tune.space import apply_params, load_space
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _space(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "space.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["offline", "online", "smoke"])
+def test_shipped_spaces_are_valid(name):
+    space = load_space(REPO / "tune_spaces" / f"{name}.yaml")
+    assert space.keys and space.metric in ("valid_auc", "online_auc")
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("params:\n  distill.rr: {type: uniform, low: 0.1, high: 0.2}\n", r"distill\.rr"),
+        ("params:\n  distill.r: {type: normal, low: 0.1, high: 0.2}\n", r"params\.distill\.r\.type"),
+        ("params:\n  distill.r: {type: uniform, low: 0.3, high: 0.2}\n", "low < high"),
+        ("params:\n  distill.r: {type: uniform, low: 0.1, high: 1.5}\n", r"distill\.r"),  # r must stay in (0, 1]
+        ("params:\n  online.tau: {type: choice, values: [0, 5]}\n", r"online\.tau"),
+        ("params:\n  distill.phase1_lr: {type: loguniform, low: 0, high: 0.1}\n", "low > 0"),
+        ("params:\n  online.tau: {type: choice, values: []}\n", "non-empty"),
+        ("params:\n  distill.r: {type: uniform, low: 0.1}\n", "missing"),
+        ("params:\n  online.theta_low: {type: uniform, low: 0.01, high: 0.2}\n"
+         "  online.theta_high: {type: uniform, low: 0.1, high: 0.3}\n", "theta_low must stay below"),
+        ("params:\n  teacher.embed_dim: {type: choice, values: [8, 16]}\n", "cannot be searched"),
+        ("stage: both\nparams:\n  distill.r: {type: uniform, low: 0.1, high: 0.2}\n", "stage"),
+        ("searchers: 3\nparams:\n  distill.r: {type: uniform, low: 0.1, high: 0.2}\n", "unknown key"),
+        ("stage: offline\n", "params"),
+    ],
+)
+def test_bad_spaces_name_the_problem(tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_space(_space(tmp_path, text))
+
+
+def test_apply_params_validates_like_a_config():
+    cfg = apply_params(ExperimentConfig(), {"distill.r": 0.25, "online.tau": 4})
+    assert cfg.distill.r == 0.25 and cfg.online.tau == 4 and cfg.teacher == ExperimentConfig().teacher
+    with pytest.raises(ConfigError, match="theta_low"):
+        apply_params(ExperimentConfig(), {"online.theta_low": 0.5})
+
+
+def _tiny_teacher(root: Path, fm: FeatureMap, path: Path) -> str:
+    cfg = ModelConfig(name="dnn", embed_dim=8, hidden_units=(32,))
+    torch.manual_seed(0)
+    model = build_model(cfg, fm)
+    data = engine.to_tensors(A.read_periods(root, range(0, 3), fm))
+    opt = engine.make_optimizer(model, 3e-3)
+    n = data["ids"].shape[0]
+    for _ in range(3):
+        engine.train_steps(model, opt, data, engine.batches(n, 256, n // 256, torch.Generator().manual_seed(0), "cpu"),
+                           None, TrainJob(name="t", run_dir="", model=cfg))
+    save_checkpoint(path, model, cfg, fm)
+    return str(path)
+
+
+def test_asha_search_end_to_end_and_resume(ray_session, tmp_path, monkeypatch):
+    from crossadapt.tune.search import run_tune
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    root = tmp_path / "data"
+    generate(SyntheticConfig(num_fields=6, vocab_size=300, rows_per_period=3000, num_periods=6, drift_periods=(5,),
+                             seed=2), root)
+    fm = FeatureMap.load(root)
+    teacher = _tiny_teacher(root, fm, tmp_path / "teacher.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    # an earlier offline run's teacher is reused: the search trains no teacher of its own
+    (out / "results.json").write_text(json.dumps({"teacher": {"checkpoint": teacher}}))
+    cfg = ExperimentConfig(
+        out_dir=str(out), seeds=(0,),
+        data=DataConfig(root=str(root), teacher_periods=(0, 3), window_periods=(3, 4), test_periods=(4, 5),
+                        stream_periods=(5, 6)),
+        teacher=ModelConfig(name="dnn", embed_dim=8, hidden_units=(32,)),
+        student=ModelConfig(name="dcnv2", embed_dim=16, hidden_units=(32,), num_cross_layers=2),
+        distill=DistillConfig(phase1_epochs=3, phase2_epochs=3),
+        tracking=TrackingConfig(wandb="disabled"),
+    )
+    space = load_space(REPO / "tune_spaces" / "smoke.yaml")
+    rows = run_tune(cfg, fm, space)
+    assert len(rows) == 4
+    table = out / "tune" / "smoke" / "results.csv"
+    with table.open() as f:
+        csv_rows = list(csv.DictReader(f))
+    assert len(csv_rows) == 4 and set(space.keys) <= set(csv_rows[0]) and "valid_auc" in csv_rows[0]
+    for r in rows:
+        assert r["status"] == "ok" and 0.1 <= r["distill.r"] <= 0.5 and 1e-3 <= r["distill.phase1_lr"] <= 5e-3
+        assert 1 <= r["reports"] <= 6  # ASHA may stop a trial before its 6 epochs
+    aucs = [r["valid_auc"] for r in rows]
+    assert aucs == sorted(aucs, reverse=True) and aucs[0] > 0.6  # best first, and it learned
+    assert (out / "tune" / "smoke" / "results.md").read_text().count("\n| ") == 5  # header + 4 trials
+
+    # an interrupted or finished search resumes from its folder instead of starting over
+    again = run_tune(cfg, fm, space)
+    assert [r["trial"] for r in again] == [r["trial"] for r in rows]
