@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The CPU build on disk here; on a GPU box use e.g. TORCH_SPEC="torch>=2.3,<2.14" with the CUDA index.
+# The CPU build on disk here; on a GPU box use e.g. TORCH_SPEC="torch>=2.4,<2.14" with the CUDA index.
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= runs/demo
 DEMO_ARGS ?= --quick

@@ -83,8 +83,10 @@ def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, ou
         from crossadapt.projection.actors import project_distributed  # Ray glue, imported where needed
 
         _say(f"projection: {rows} rows on {cfg.projection.num_actors} projection actors")
+        # Actors write their rows straight into this file: no projected shard travels through Ray.
         result = project_distributed(teacher_ckpt, ranges, cfg.student.embed_dim, cfg.projection,
-                                     sample_rows=cfg.projection.report_rows)
+                                     sample_rows=cfg.projection.report_rows,
+                                     out_path=out_dir / "projection" / "student_table.npy")
     else:
         from crossadapt.projection import project_embedding_state
 

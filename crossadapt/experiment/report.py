@@ -20,16 +20,20 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _bar(offline: dict, key: str, ylabel: str, path: Path) -> None:
+def _bar(offline: dict, key: str, ylabel: str, path: Path, reference: tuple[str, float] | None = None) -> None:
     names = list(offline)
     stats = [mean_std(offline[m][key]) for m in names]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ax.bar(names, [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=4,
            color=["#d62728" if n == "crossadapt" else "#7f7f7f" for n in names])
     if key == "auc":
-        lo = min(s[0] - s[1] for s in stats)
-        hi = max(s[0] + s[1] for s in stats)
+        extra = [reference[1]] if reference is not None else []
+        lo = min([s[0] - s[1] for s in stats] + extra)
+        hi = max([s[0] + s[1] for s in stats] + extra)
         ax.set_ylim(lo - 0.3 * (hi - lo + 1e-3), hi + 0.3 * (hi - lo + 1e-3))
+    if reference is not None:  # e.g. the teacher every student is measured against
+        ax.axhline(reference[1], color="k", linestyle="--", linewidth=1, label=reference[0])
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{ylabel} per method (mean ± std over seeds)")
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
@@ -85,7 +89,8 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
         lines += ["", f"Mean ± sample std over seeds {offline[next(iter(offline))].get('seed', [])}. "
                   "Train seconds: teacher inference + optimisation + validation inside the workers "
                   "(+ projection for the methods that use it); Ray start-up excluded.", ""]
-        _bar(offline, "auc", "test AUC", out / "offline_auc.png")
+        _bar(offline, "auc", "test AUC", out / "offline_auc.png",
+             (f"teacher {t['auc']:.4f}", t["auc"]) if t else None)
         _bar(offline, "train_seconds", "train seconds", out / "offline_time.png")
         lines += ["![AUC per method](offline_auc.png)", "", "![train time per method](offline_time.png)", ""]
     proj = results.get("projection")

@@ -36,7 +36,34 @@ def _device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class StudentWorker:
+class _Worker:
+    """What both actors answer: evaluation, state for the coordinator's commits, diagnostics."""
+
+    learner: OnlineLearner
+    #: Seconds this actor spent on the weight exchange (copying weights out, or loading them in).
+    exchange_seconds: float = 0.0
+
+    def exchange_time(self) -> float:
+        return self.exchange_seconds
+
+    def evaluate(self, data: Arrays) -> dict[str, float]:
+        return self.learner.evaluate(data)
+
+    def get_state(self) -> dict[str, Any]:
+        return self.learner.state_dict()
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        self.learner.load_state_dict(state)
+
+    def version(self) -> int:
+        return self.learner.version
+
+    def pid(self) -> int:
+        """The actor's process id (diagnostics, fault tests)."""
+        return os.getpid()
+
+
+class StudentWorker(_Worker):
     """The student: one optimizer step per batch on labels plus (optionally) soft labels.
 
     Args:
@@ -56,37 +83,20 @@ class StudentWorker:
         self.alpha = cfg.alpha if kd else 0.0
         self.learner = OnlineLearner(model, cfg.student_lr, device=_device(device), kd_kind=cfg.kd_kind,
                                      temperature=cfg.temperature)
-        self.publish_seconds = 0.0
 
     def train_step(self, batch: Batch, teacher_logits: np.ndarray | None = None) -> float:
         """One step; ``teacher_logits`` is ignored when the student does not distil."""
         return self.learner.step(batch, teacher_logits if self.alpha > 0 else None, self.alpha)
 
-    def evaluate(self, data: Arrays) -> dict[str, float]:
-        return self.learner.evaluate(data)
-
     def publish_weights(self) -> dict[str, torch.Tensor]:
         """The current weights as a CPU state dict (Ray stores the return value in the object store)."""
         t0 = time.perf_counter()
         w = self.learner.weights()
-        self.publish_seconds += time.perf_counter() - t0
+        self.exchange_seconds += time.perf_counter() - t0
         return w
 
-    def get_state(self) -> dict[str, Any]:
-        return self.learner.state_dict()
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.load_state_dict(state)
-
-    def version(self) -> int:
-        return self.learner.version
-
-    def pid(self) -> int:
-        """The actor's process id (diagnostics, fault tests)."""
-        return os.getpid()
-
-
-class TeacherWorker:
+class TeacherWorker(_Worker):
     """The teacher: soft labels for every batch; its weights change only in :meth:`update`.
 
     Args:
@@ -110,7 +120,6 @@ class TeacherWorker:
         self.updates = updates
         self.learner = PeriodicTeacher(model, cfg.teacher_lr, peer=peer, peer_alpha=cfg.teacher_alpha,
                                        device=_device(device), kd_kind=cfg.kd_kind, temperature=cfg.temperature)
-        self.receive_seconds = 0.0
 
     def needs_student(self) -> bool:
         """Whether the student's weights are needed before an update."""
@@ -124,27 +133,11 @@ class TeacherWorker:
         """Load the student's published weights (Ray resolves the reference before this runs)."""
         t0 = time.perf_counter()
         self.learner.load_peer(weights)
-        self.receive_seconds += time.perf_counter() - t0
+        self.exchange_seconds += time.perf_counter() - t0
 
     def update(self) -> int:
         """Train on the batches served since the last update; returns the new version."""
         return self.learner.update()
-
-    def evaluate(self, data: Arrays) -> dict[str, float]:
-        return self.learner.evaluate(data)
-
-    def get_state(self) -> dict[str, Any]:
-        return self.learner.state_dict()
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        self.learner.load_state_dict(state)
-
-    def version(self) -> int:
-        return self.learner.version
-
-    def pid(self) -> int:
-        """The actor's process id (diagnostics, fault tests)."""
-        return os.getpid()
 
     def served_versions(self) -> list[int]:
         """The teacher version that labelled each batch served so far, in order."""

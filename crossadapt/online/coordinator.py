@@ -183,6 +183,11 @@ class OnlineStream:
         ray.get(calls + [a.version.remote() for a in actors])  # alive and loaded before the first batch
         self.needs_student = self.teacher is not None and ray.get(self.teacher.needs_student.remote())
 
+    def _exchange_time(self) -> float:
+        """Seconds both live actors spent on the exchange so far (copying out, loading in)."""
+        actors = [a for a in (self.student, self.teacher) if a is not None]
+        return float(sum(ray.get([a.exchange_time.remote() for a in actors])))
+
     def _kill_actors(self) -> None:
         for a in (self.student, self.teacher):
             if a is not None:
@@ -218,7 +223,8 @@ class OnlineStream:
             "wall_seconds": time.perf_counter() - t0,
             "train_seconds": train,
             "exchange_seconds": state["exchange_seconds"],
-            # share of the training wall time spent moving the student's weights to the teacher
+            # share of the training wall time the actors spent on the exchange (copying the student's
+            # weights out and loading them into the teacher; the object-store transfer overlaps)
             "exchange_share": state["exchange_seconds"] / train if train > 0 else 0.0,
             "steps": state["step"],
             "teacher_updates": windows[-1]["teacher_version"] if windows else 0,
@@ -262,12 +268,14 @@ class OnlineStream:
         if spec.history and o.reset_history_on_shift and score >= o.theta_high:
             res.clear()  # history from before the shift no longer describes the traffic
 
+        exchange_start = self._exchange_time()
         data_ref = ray.put(data)
         evals = [self.student.evaluate.remote(data_ref)] + ([self.teacher.evaluate.remote(data_ref)] if spec.kd else [])
         evals = ray.get(evals)
 
         n, bs = A.num_rows(data), o.batch_size
         inflight: deque = deque()
+        exchanges: list = []  # refs collected at the end of the period, so that an error surfaces
         losses: list[float] = []
         for s0 in range(0, n, bs):
             cur = A.take(data, slice(s0, s0 + bs))
@@ -281,16 +289,18 @@ class OnlineStream:
                 res.add(cur)
             step += 1
             if self.interval is not None and step % self.interval == 0:
+                # Nothing waits here: calls to one actor run in the order they were made, so the
+                # snapshot follows this step, the update follows the snapshot, and every later
+                # soft label comes from the new weights.
                 if self.needs_student:
-                    ray.get(done)  # the snapshot must include this step; time only the exchange itself
-                    te = time.perf_counter()
-                    ray.get(self.teacher.receive_student.remote(self.student.publish_weights.remote()))
-                    exchange += time.perf_counter() - te
-                self.teacher.update.remote()  # later soft labels queue behind it: new weights from step+1 on
+                    exchanges.append(self.teacher.receive_student.remote(self.student.publish_weights.remote()))
+                exchanges.append(self.teacher.update.remote())
             while len(inflight) > o.max_inflight:
                 losses.append(ray.get(inflight.popleft()))
         losses += ray.get(list(inflight))
+        ray.get(exchanges)
         version = ray.get(self.teacher.version.remote()) if self.teacher is not None else 0
+        exchange += self._exchange_time() - exchange_start
         seconds = time.perf_counter() - t0
 
         window = {"period": k, **{m: evals[0][m] for m in ("auc", "logloss", "bias")},

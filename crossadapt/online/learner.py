@@ -58,7 +58,7 @@ class OnlineLearner:
         self.model.train()
         for p in self.model.parameters():
             p.requires_grad_(True)  # a checkpoint from phase 1 may still carry frozen embeddings
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.opt = engine.make_optimizer(self.model, lr, weight_decay)
         self.kd_kind = kd_kind
         self.temperature = temperature
         self.version = 0

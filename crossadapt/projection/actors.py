@@ -45,6 +45,7 @@ from crossadapt.projection.math import (
     GramAccumulator,
     ProjectionResult,
     apply_projection,
+    iter_projected_blocks,
     as_table,
     basis_from_gram,
     check_field_ranges,
@@ -60,6 +61,7 @@ from crossadapt.projection.math import (
     sketch_matrix,
     split_blocks,
     squared_norm,
+    table_energies,
     tsqr_combine,
     back_project_blocks,
 )
@@ -205,34 +207,79 @@ class ProjectionShard:
         bases: Mapping[str, Tensor],
         samples: Mapping[str, Tensor],
         out_path: str | None = None,
+        norms: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Project the shard's rows with each field's ``P`` (float64, d_t x d_s).
 
-        Returns ``{"rows": (hi - lo, d_s) float32 or None when written to out_path, "energy":
-        {name: (||E||^2, ||E_s||^2)}, "samples": {name: (positions, rows before, rows after)}}``
-        where ``samples[name]`` are the field-relative indices requested that fall in this shard.
-        ``out_path``: an existing ``.npy`` of the full table's shape; rows ``[lo, hi)`` are written
-        into it in place (the driver renames it into place once every shard is done).
+        Returns ``{"rows": (hi - lo, d_s) float32 array, or None when written to out_path,
+        "energy": {name: (||E||^2, ||E_s||^2)}, "samples": {name: (positions, rows before, rows
+        after)}}`` where ``samples[name]`` are the field-relative indices requested that fall in
+        this shard. ``out_path``: an existing ``.npy`` of the full table's shape; rows ``[lo, hi)``
+        are written into its pages block by block, so no projected copy of the shard is ever held
+        (the driver renames the file into place once every shard is done). ``norms``: the fields
+        whose energies are wanted (default all; the driver knows them for Gram fields already).
         """
+        if out_path is not None:
+            return self._apply_to_file(bases, samples, out_path, norms)
         d_s = next(iter(bases.values())).shape[1]
         out = torch.empty(self.rows.shape[0], d_s, dtype=torch.float32)
         energy, picked = {}, {}
         for name, (a, b, off) in self.segments.items():
             E, Es = self.rows[a:b], out[a:b]
             apply_projection(E, bases[name], self.chunk_rows, out=Es)
-            energy[name] = (squared_norm(E, self.chunk_rows), squared_norm(Es, self.chunk_rows))
-            idx = samples.get(name)
-            if idx is not None:
-                pos = torch.nonzero((idx >= off) & (idx < off + (b - a))).flatten()
-                local = idx[pos] - off
-                picked[name] = (pos, E[local].clone(), Es[local].clone())
-        if out_path is not None:
-            mm = np.load(out_path, mmap_mode="r+")
-            mm[self.lo : self.hi] = out.numpy()
-            mm.flush()
-            del mm
-            return {"rows": None, "energy": energy, "samples": picked}
-        return {"rows": out, "energy": energy, "samples": picked}
+            if norms is None or name in norms:
+                energy[name] = (squared_norm(E, self.chunk_rows), squared_norm(Es, self.chunk_rows))
+            local = self._sampled(samples, name, picked)
+            if local is not None:
+                picked[name] += (Es[local].clone(),)
+        # numpy, not a tensor: Ray moves it into the object store without another pickled copy
+        return {"rows": out.numpy(), "energy": energy, "samples": picked}
+
+    def _sampled(self, samples: Mapping[str, Tensor], name: str, picked: dict) -> Tensor | None:
+        """Local rows of ``name``'s sampled indices in this shard; ``picked[name] = (positions, rows before)``."""
+        idx = samples.get(name)
+        if idx is None:
+            return None
+        a, b, off = self.segments[name]
+        pos = torch.nonzero((idx >= off) & (idx < off + (b - a))).flatten()
+        local = idx[pos] - off
+        picked[name] = (pos, self.rows[a:b][local].clone())
+        return local
+
+    def _apply_to_file(self, bases: Mapping[str, Tensor], samples: Mapping[str, Tensor], out_path: str,
+                       norms: Sequence[str] | None) -> dict[str, Any]:
+        """:meth:`apply` writing rows ``[lo, hi)`` into the ``.npy`` at ``out_path`` block by block
+        (``pwrite`` of one reused block buffer: no projected copy of the shard is ever held)."""
+        header = np.load(out_path, mmap_mode="r")
+        offset, d_s = header.offset, header.shape[1]
+        del header
+        energy, picked, wanted = {}, {}, {}
+        fd = os.open(out_path, os.O_WRONLY)
+        try:
+            for name, (a, b, off) in self.segments.items():
+                E, after = self.rows[a:b], 0.0
+                base = offset + (self.lo + a) * d_s * 4
+                for i, blk in iter_projected_blocks(E, bases[name], self.chunk_rows):
+                    data = memoryview(blk.numpy()).cast("B")
+                    done = 0
+                    while done < len(data):  # pwrite may write less than asked
+                        done += os.pwrite(fd, data[done:], base + i * d_s * 4 + done)
+                    if norms is None or name in norms:
+                        after += float(blk.to(torch.float64).square().sum())
+                if norms is None or name in norms:
+                    energy[name] = (squared_norm(E, self.chunk_rows), after)
+                local = self._sampled(samples, name, picked)
+                if local is not None:
+                    wanted[name] = local + (self.lo + a)
+            os.fsync(fd)  # on disk before the driver renames the file into place
+        finally:
+            os.close(fd)
+        if wanted:  # the sampled rows exactly as written, read back (a few pages)
+            table = np.load(out_path, mmap_mode="r")
+            for name, rows in wanted.items():
+                picked[name] += (torch.from_numpy(np.array(table[rows.numpy()])),)
+            del table
+        return {"rows": None, "energy": energy, "samples": picked}
 
 
 #: The Ray actor of :class:`ProjectionShard` (``num_cpus`` can be changed with ``.options``).
@@ -374,6 +421,7 @@ def project_distributed(
         sigmas: dict[str, Tensor] = {}
         gram_names = [nm for nm, m in methods.items() if m == "gram"]
         rsvd_names = [nm for nm, m in methods.items() if m == "rsvd"]
+        traces: dict[str, float] = {}
         if gram_names:
             parts = ray.get([a.partial_grams.remote(gram_names) for a in actors])
             for name in gram_names:
@@ -382,6 +430,7 @@ def project_distributed(
                     if name in p:
                         acc.merge(*p[name])
                 bases[name], sigmas[name] = basis_from_gram(acc.gram, d_s)
+                traces[name] = float(torch.trace(acc.gram))
         if rsvd_names:
             for name, (V, s) in _distributed_rsvd(actors, rsvd_names, d_t, d_s, cfg).items():
                 bases[name], sigmas[name] = V, s
@@ -393,15 +442,16 @@ def project_distributed(
 
         samples = {name: sample_indices(end - start, name, cfg.seed, sample_rows) for name, start, end in ranges}
         b_ref, s_ref = ray.put(bases), ray.put(samples)  # broadcast once, not once per actor
+        norms = [nm for nm in methods if nm not in gram_names]  # Gram fields: energies from the Gram
         if out_path is not None:
             with atomic_path(out_path) as tmp:
                 np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d_s)).flush()
-                outs = ray.get([a.apply.remote(b_ref, s_ref, str(tmp)) for a in actors])
+                outs = ray.get([a.apply.remote(b_ref, s_ref, str(tmp), norms) for a in actors])
             # "c": copy-on-write, so torch gets a writable array without touching the file.
             out_table = torch.from_numpy(np.load(out_path, mmap_mode="c"))
         else:
-            outs = ray.get([a.apply.remote(b_ref, s_ref) for a in actors])
-            out_table = torch.cat([o["rows"] for o in outs], dim=0)
+            outs = ray.get([a.apply.remote(b_ref, s_ref, None, norms) for a in actors])
+            out_table = torch.from_numpy(np.concatenate([o["rows"] for o in outs], axis=0))
     finally:
         if owned:
             for a in actors:
@@ -422,11 +472,15 @@ def project_distributed(
             if name in o["energy"]:
                 eb, ea = o["energy"][name]
                 e_before, e_after = e_before + eb, e_after + ea
+            if name in o["samples"]:
                 pos, sb, sa = o["samples"][name]
                 before[pos], after[pos] = sb, sa
         info: dict[str, Any] = {"method": methods[name], "d_t": d_t, "d_s": d_s, "rows": end - start}
         if name in sigmas:
             info["singular_values"] = [float(s) for s in sigmas[name]]
+        if name in traces:
+            info["gram_trace"] = traces[name]
+            e_before, e_after = table_energies(info, None, None)
         res.reports[name] = make_report(info, before, after, e_before, e_after)
         res.matrices[name] = bases[name].to(torch.float32)
     res.numeric = project_numeric(numeric, d_t, d_s, cfg, res, sample_rows=sample_rows)

@@ -60,6 +60,9 @@ NUMERIC_NAME = "__numeric__"
 #: Rows per block when streaming over a table: 64 Ki rows x 64 dims in float64 is 32 MiB, small
 #: enough to stay cache/memory friendly, large enough that BLAS runs at full speed.
 DEFAULT_CHUNK_ROWS = 1 << 16
+#: ...and at most this many bytes per float64 block, so wide tables (d = 1024: 512 MiB per 64 Ki
+#: rows) stream in blocks of the same memory as narrow ones.
+BLOCK_BYTES = 32 << 20
 #: Rows sampled per field for the distortion report (all pairs among them are compared).
 DEFAULT_SAMPLE_ROWS = 2000
 
@@ -83,10 +86,17 @@ def as_table(x: Any, what: str = "table") -> Tensor:
     return x.detach().cpu()
 
 
+def block_rows(dim: int, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
+    """Rows per block for a table of width ``dim``: ``chunk_rows``, fewer when a float64 block of
+    that many rows would exceed :data:`BLOCK_BYTES` (at least 1024)."""
+    return max(1, min(chunk_rows, max(1024, BLOCK_BYTES // (8 * max(dim, 1)))))
+
+
 def iter_row_blocks(E: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Tensor]:
-    """Contiguous row views of ``E`` of at most ``chunk_rows`` rows (no copies)."""
-    for i in range(0, E.shape[0], chunk_rows):
-        yield E[i : i + chunk_rows]
+    """Contiguous row views of ``E`` of at most ``block_rows(E.shape[1], chunk_rows)`` rows (no copies)."""
+    step = block_rows(E.shape[1] if E.dim() == 2 else 1, chunk_rows)
+    for i in range(0, E.shape[0], step):
+        yield E[i : i + step]
 
 
 def split_blocks(E: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> list[Tensor]:
@@ -265,8 +275,9 @@ def sketch_blocks(blocks: Sequence[Tensor], Z: Tensor, chunk_rows: int = DEFAULT
     qs, rs = [], []
     for b in blocks:
         Y = torch.empty(b.shape[0], Z.shape[1], dtype=F64)
-        for i in range(0, b.shape[0], chunk_rows):
-            Y[i : i + chunk_rows] = b[i : i + chunk_rows].to(F64) @ Z
+        step = block_rows(b.shape[1], chunk_rows)
+        for i in range(0, b.shape[0], step):
+            Y[i : i + step] = b[i : i + step].to(F64) @ Z
         q, r = _qr_pos(Y)
         qs.append(q)
         rs.append(r)
@@ -281,8 +292,9 @@ def back_project_blocks(
     W = torch.zeros(d, slices[0].shape[1], dtype=F64)
     for b, q, s in zip(blocks, local_qs, slices):
         Q = q @ s
-        for i in range(0, b.shape[0], chunk_rows):
-            W.addmm_(b[i : i + chunk_rows].to(F64).T, Q[i : i + chunk_rows])
+        step = block_rows(b.shape[1], chunk_rows)
+        for i in range(0, b.shape[0], step):
+            W.addmm_(b[i : i + step].to(F64).T, Q[i : i + step])
     return W
 
 
@@ -377,7 +389,9 @@ def projection_basis(
     if method == "qr_expand":
         return expansion_matrix(d_t, d_s, cfg.seed), info
     if method == "gram":
-        V, sigma = basis_from_gram(gram(E, chunk_rows), d_s)
+        G = gram(E, chunk_rows)
+        V, sigma = basis_from_gram(G, d_s)
+        info["gram_trace"] = float(torch.trace(G))  # ||E||^2, so the report needs no extra pass
     else:
         V, sigma = rsvd_right(split_blocks(E, chunk_rows), d_s, cfg.oversample, cfg.power_iters, cfg.seed, chunk_rows)
     info["singular_values"] = [float(s) for s in sigma]
@@ -398,23 +412,41 @@ def projection_matrix(
     return P.to(torch.float32), info
 
 
-def apply_projection(E: Tensor, P: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS, out: Tensor | None = None) -> Tensor:
-    """``E P`` computed in float64 block by block, returned (or written into ``out``) as float32.
+def iter_projected_blocks(E: Tensor, P: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[tuple[int, Tensor]]:
+    """``(first row, float32 block of E P)`` over row blocks of ``E``, through one reused buffer
+    (a block is valid until the next one is asked for), so streaming a table to a file or a
+    network needs memory for one block only.
 
-    An identity ``P`` is a plain copy, so ``d_s == d_t`` is bit-exact.
+    A float32 table is multiplied in float32 (``P`` is orthonormal, so the rounding is that of the
+    float32 result itself, ~1e-7 relative); other dtypes go through float64. An identity ``P``
+    yields the rows themselves, so ``d_s == d_t`` is bit-exact.
     """
     n, d_t = E.shape
     if P.shape[0] != d_t:
         raise DataError(f"projection: P has {P.shape[0]} rows, table has dim {d_t}")
-    d_s = P.shape[1]
+    step = block_rows(d_t, chunk_rows)
+    if P.shape[1] == d_t and torch.equal(P, torch.eye(d_t, dtype=P.dtype)):
+        for i in range(0, n, step):
+            yield i, E[i : i + step].to(torch.float32)
+        return
+    f32 = E.dtype == torch.float32
+    P = P.to(torch.float32 if f32 else F64)
+    buf = torch.empty(min(step, n), P.shape[1], dtype=torch.float32)
+    for i in range(0, n, step):
+        blk, o = E[i : i + step], buf[: min(step, n - i)]
+        if f32:
+            torch.mm(blk, P, out=o)
+        else:
+            o.copy_(blk.to(F64) @ P)
+        yield i, o
+
+
+def apply_projection(E: Tensor, P: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS, out: Tensor | None = None) -> Tensor:
+    """``E P`` as float32, returned (or written into ``out``); see :func:`iter_projected_blocks`."""
     if out is None:
-        out = torch.empty(n, d_s, dtype=torch.float32)
-    if d_s == d_t and torch.equal(P, torch.eye(d_t, dtype=P.dtype)):
-        out.copy_(E)
-        return out
-    P = P.to(F64)
-    for i in range(0, n, chunk_rows):
-        out[i : i + chunk_rows] = (E[i : i + chunk_rows].to(F64) @ P).to(torch.float32)
+        out = torch.empty(E.shape[0], P.shape[1], dtype=torch.float32)
+    for i, blk in iter_projected_blocks(E, P, chunk_rows):
+        out[i : i + blk.shape[0]] = blk
     return out
 
 
@@ -549,8 +581,22 @@ def project_table(
     P, info = projection_basis(E, d_s, cfg, name=name, chunk_rows=chunk_rows)
     Es = apply_projection(E, P, chunk_rows, out=out)
     idx = sample_indices(E.shape[0], name, cfg.seed, sample_rows)
-    rep = make_report(info, E[idx], Es[idx], squared_norm(E, chunk_rows), squared_norm(Es, chunk_rows))
+    before, after = table_energies(info, lambda: squared_norm(E, chunk_rows), lambda: squared_norm(Es, chunk_rows))
+    rep = make_report(info, E[idx], Es[idx], before, after)
     return Es, P.to(torch.float32), rep
+
+
+def table_energies(info: Mapping[str, Any], norm_before, norm_after) -> tuple[float, float]:
+    """``(||E||^2, ||E_s||^2)`` with as few passes over the table as the method allows.
+
+    Gram path: ``trace(G)`` and ``sum(sigma_k^2) = trace(V^T G V)``, no pass at all. Copy and
+    orthonormal expansion keep every norm (``Q Q^T = I``): one pass. Randomized SVD: two passes.
+    ``norm_before`` / ``norm_after`` are the callables that make those passes when needed.
+    """
+    if info["method"] == "gram":
+        return float(info["gram_trace"]), float(sum(s * s for s in info["singular_values"]))
+    before = float(norm_before())
+    return (before, before) if info["method"] in ("copy", "qr_expand") else (before, float(norm_after()))
 
 
 def _unpack_state(table: Any, numeric: Any) -> tuple[Tensor, Tensor | None]:

@@ -74,6 +74,10 @@ def _max_concurrent(space: SearchSpace) -> int:
     return max(1, math.floor(min(fits)))
 
 
+def _trial_name(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
 def run_tune(cfg: ExperimentConfig, fm: FeatureMap, space: SearchSpace) -> list[dict[str, Any]]:
     """Run (or resume) the search; returns the results table rows, best first. Ray must be initialised."""
     shared = _prerequisites(cfg, fm, space)
@@ -94,7 +98,9 @@ def run_tune(cfg: ExperimentConfig, fm: FeatureMap, space: SearchSpace) -> list[
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(num_samples=space.num_samples, scheduler=scheduler,
-                                        max_concurrent_trials=_max_concurrent(space)),
+                                        max_concurrent_trials=_max_concurrent(space),
+                                        # short names: Tune's default spells out every sampled value
+                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(name=space.name, storage_path=str(storage), verbose=1),
         )
     grid = tuner.fit()
