@@ -157,6 +157,15 @@ def test_rsvd_on_full_rank_table_is_close_to_gram():
     assert rep_r["inner_product_rel_error"] == pytest.approx(rep_g["inner_product_rel_error"], rel=1e-4)
 
 
+def test_rsvd_on_float32_table_matches_gram():
+    """A float32 table takes float32 sketch products; the basis still matches the exact one."""
+    E = _table(4000, 48, seed=6, decay=0.8, dtype=torch.float32)
+    Vr, sr = rsvd_right(E, 8, oversample=10, power_iters=2, seed=0, chunk_rows=1000)
+    Vg, info = projection_basis(E, 8, ProjectionConfig(method="gram"))
+    assert _sin_max_principal_angle(Vr, Vg) < 1e-4
+    assert np.allclose(sr.numpy(), info["singular_values"], rtol=1e-5)
+
+
 def test_field_smaller_than_student_dim():
     """3 rows, 16 -> 8 dims: rank 3 <= 8, so both methods keep every inner product."""
     E = torch.randn(3, 16, dtype=F64)

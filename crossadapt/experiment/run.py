@@ -11,6 +11,7 @@ from crossadapt.errors import ConfigError
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
 from crossadapt.experiment.track import track_offline, track_online, track_report
+from crossadapt.models import load_checkpoint
 from crossadapt.ray_init import init_ray
 from crossadapt.tracking import Tracker
 
@@ -57,8 +58,11 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
                               "or run `crossadapt transfer` first")
         teacher_ckpt = teacher_ckpt or results["teacher"]["checkpoint"]
         student_ckpt = student_ckpt or _crossadapt_student(results)
-    init_ray()
     fm = prepare_data(cfg)
+    # Before Ray or any actor starts: a checkpoint that does not fit the data or the config is named here.
+    load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
+    load_checkpoint(student_ckpt, expected_feature_map=fm, expected_model=("student", cfg.student))
+    init_ray()
     _add_online(cfg, fm, results, teacher_ckpt, student_ckpt)
     atomic.write_json(path, results)
     tracker = Tracker(cfg.tracking, out)

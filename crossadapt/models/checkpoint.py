@@ -45,6 +45,17 @@ class LoadedCheckpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def check_model_matches(path: str | os.PathLike, got: ModelConfig, key: str, expected: ModelConfig) -> None:
+    """Raise :class:`CheckpointError` when the checkpoint at ``path`` holds another model or
+    embedding dimension than the config's ``key`` section asks for (a projection or a distillation
+    from it would silently use other dimensions than the ones configured)."""
+    for attr in ("name", "embed_dim"):
+        a, b = getattr(got, attr), getattr(expected, attr)
+        if a != b:
+            raise CheckpointError(f"{path}: the checkpoint holds {attr}={a!r} but the config's {key}.{attr} is {b!r}; "
+                                  f"set {key}.{attr}={a!r} or pass the checkpoint that was trained with {b!r}")
+
+
 def _plain(value: Any, key: str) -> Any:
     """``value`` as types ``weights_only`` loading accepts; numpy scalars become Python numbers."""
     if value is None:
@@ -184,6 +195,7 @@ def load_checkpoint(
     path: str | os.PathLike,
     expected_feature_map: FeatureMap | None = None,
     map_location: str | torch.device = "cpu",
+    expected_model: tuple[str, ModelConfig] | None = None,
 ) -> LoadedCheckpoint:
     """Rebuild the model saved at ``path`` (on ``map_location``, in eval mode).
 
@@ -192,6 +204,8 @@ def load_checkpoint(
             (the message names the key and both shapes), or NaN/inf weights (the key is named).
         FeatureMapMismatch: ``expected_feature_map`` is given and encodes differently from the
             checkpoint's map (the message names the first differing field).
+        CheckpointError: ``expected_model = (config key, ModelConfig)`` is given and the checkpoint
+            holds another model or embedding dimension (both are named).
 
     Example::
 
@@ -207,6 +221,8 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: {e}") from e
     if expected_feature_map is not None:
         expected_feature_map.check_compatible(fm, f"checkpoint {path}")
+    if expected_model is not None:
+        check_model_matches(path, cfg, *expected_model)
     try:
         model = build_model(cfg, fm)
     except CrossAdaptError as e:

@@ -29,6 +29,7 @@ from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FeatureMap
+from crossadapt.models import load_checkpoint
 from crossadapt.tune.space import ParamSpec, SearchSpace
 from crossadapt.tune.trials import TRIALS
 
@@ -54,11 +55,16 @@ def _prerequisites(cfg: ExperimentConfig, fm: FeatureMap, space: SearchSpace) ->
         if "offline_checkpoints" not in results:
             raise ConfigError(f"{results_path}: an online search starts from an offline run's teacher and student; "
                               "run `crossadapt transfer` with this config first")
-        return {"teacher": results["teacher"]["checkpoint"], "student": student_checkpoint(results, "crossadapt")}
+        ckpts = {"teacher": results["teacher"]["checkpoint"], "student": student_checkpoint(results, "crossadapt")}
+        for key, path in ckpts.items():
+            load_checkpoint(path, expected_feature_map=fm, expected_model=(key, getattr(cfg, key)))
+        return ckpts
     teacher = results.get("teacher", {}).get("checkpoint")
     if not teacher or not Path(teacher).is_file():
         print("[crossadapt] tune: training the teacher the trials share", flush=True)
         teacher = train_teacher(cfg, fm, out / "tune").best_checkpoint
+    else:
+        load_checkpoint(teacher, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
     init, _, _ = project_teacher(cfg, teacher, fm, out / "tune")
     return {"teacher": teacher, "init": init}
 

@@ -361,6 +361,28 @@ def test_teacher_checkpoint_with_another_feature_map(teacher_ckpt: Path) -> None
            str(teacher_ckpt), "field 'a' differs")
 
 
+@pytest.mark.parametrize("key, expected, named", [
+    ("teacher", ModelConfig(name="dnn", embed_dim=16, hidden_units=(8,)), "teacher.embed_dim is 16"),
+    ("student", ModelConfig(name="dcnv2", embed_dim=4), "student.name is 'dcnv2'"),
+])
+def test_checkpoint_whose_model_does_not_match_the_config(teacher_ckpt: Path, key, expected, named) -> None:
+    # A d=4 DNN checkpoint passed where the config asks for d=16 (or for another model).
+    expect(CheckpointError, lambda: load_checkpoint(teacher_ckpt, expected_model=(key, expected)),
+           str(teacher_ckpt), named)
+
+
+def test_online_stage_rejects_a_teacher_that_does_not_match_the_config(tiny_online_world, online_cfg, tmp_path) -> None:
+    """``crossadapt online --teacher P``: named before any actor starts (the config's teacher is d=16, P is d=8)."""
+    from crossadapt.experiment.run import run_online_stage
+
+    root, _, teacher, student = tiny_online_world
+    cfg = online_cfg(root, tmp_path / "out")
+    cfg.data.source = "parquet"  # the fixture's logs as they are, never regenerated
+    expect(CheckpointError, lambda: run_online_stage(cfg, teacher_ckpt=teacher, student_ckpt=student),
+           teacher, "embed_dim=8", "teacher.embed_dim is 16")
+    assert not (tmp_path / "out" / "online").exists()
+
+
 def test_checkpoint_whose_weights_disagree_with_its_model_config(tmp_path: Path, teacher_ckpt: Path) -> None:
     # A teacher saved with d=4, its config edited to d=16: every embedding-sized key is named with both shapes.
     path = rewrite(teacher_ckpt, tmp_path / "dims.pt", lambda raw: raw["model_config"].update(embed_dim=16))
