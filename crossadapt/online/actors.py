@@ -6,6 +6,7 @@ them, always through the object store and never through the driver:
 
 - every step: the batch (put once by the coordinator, read by both actors) and the teacher's soft
   labels for it (a float32 vector the teacher returns and the student receives as an argument);
+  consecutive steps travel together, ``online.steps_per_call`` at a time, never across an exchange;
 - every ``tau`` steps (only when ``teacher_alpha > 0``): the student's weights (a CPU state dict
   from :meth:`StudentWorker.publish_weights`), which the teacher loads into its copy of the student
   architecture before its update, to distil from the student.
@@ -88,6 +89,11 @@ class StudentWorker(_Worker):
         """One step; ``teacher_logits`` is ignored when the student does not distil."""
         return self.learner.step(batch, teacher_logits if self.alpha > 0 else None, self.alpha)
 
+    def train_steps(self, batches: list[Batch], teacher_logits: list[np.ndarray] | None = None) -> list[float]:
+        """:meth:`train_step` on each batch in order (one call for several steps)."""
+        zs = teacher_logits if teacher_logits is not None else [None] * len(batches)
+        return [self.train_step(b, z) for b, z in zip(batches, zs)]
+
     def publish_weights(self) -> dict[str, torch.Tensor]:
         """The current weights as a CPU state dict (Ray stores the return value in the object store)."""
         t0 = time.perf_counter()
@@ -128,6 +134,10 @@ class TeacherWorker(_Worker):
     def soft_labels(self, batch: Batch) -> np.ndarray:
         """Logits for ``batch`` from the current weights (kept for the next update unless frozen)."""
         return self.learner.serve(batch) if self.updates else self.learner.logits(batch)
+
+    def soft_labels_many(self, batches: list[Batch]) -> list[np.ndarray]:
+        """:meth:`soft_labels` for each batch in order (one call for several steps)."""
+        return [self.soft_labels(b) for b in batches]
 
     def receive_student(self, weights: Mapping[str, torch.Tensor]) -> None:
         """Load the student's published weights (Ray resolves the reference before this runs)."""

@@ -277,18 +277,22 @@ class OnlineStream:
         inflight: deque = deque()
         exchanges: list = []  # refs collected at the end of the period, so that an error surfaces
         losses: list[float] = []
+        chunk: list = []
         for s0 in range(0, n, bs):
             cur = A.take(data, slice(s0, s0 + bs))
             n_hist = int(round(A.num_rows(cur) * r_enh / (1.0 - r_enh))) if r_enh > 0 and len(res) else 0
-            batch = A.concat([cur, res.sample(n_hist, rng)]) if n_hist else cur
-            b = ray.put(batch)
-            z = self.teacher.soft_labels.remote(b) if spec.kd else None
-            done = self.student.train_step.remote(b, z)
-            inflight.append(done)
+            chunk.append(A.concat([cur, res.sample(n_hist, rng)]) if n_hist else cur)
             if spec.history:
                 res.add(cur)
             step += 1
-            if self.interval is not None and step % self.interval == 0:
+            exchange_now = self.interval is not None and step % self.interval == 0
+            if len(chunk) < o.steps_per_call and not exchange_now and s0 + bs < n:
+                continue
+            b = ray.put(chunk)  # the chunk's batches, put once for both actors
+            z = self.teacher.soft_labels_many.remote(b) if spec.kd else None
+            inflight.append(self.student.train_steps.remote(b, z))
+            chunk = []
+            if exchange_now:
                 # Nothing waits here: calls to one actor run in the order they were made, so the
                 # snapshot follows this step, the update follows the snapshot, and every later
                 # soft label comes from the new weights.
@@ -296,8 +300,9 @@ class OnlineStream:
                     exchanges.append(self.teacher.receive_student.remote(self.student.publish_weights.remote()))
                 exchanges.append(self.teacher.update.remote())
             while len(inflight) > o.max_inflight:
-                losses.append(ray.get(inflight.popleft()))
-        losses += ray.get(list(inflight))
+                losses += ray.get(inflight.popleft())
+        for ref in inflight:
+            losses += ray.get(ref)
         ray.get(exchanges)
         version = ray.get(self.teacher.version.remote()) if self.teacher is not None else 0
         exchange += self._exchange_time() - exchange_start

@@ -461,6 +461,11 @@ def test_config_tau_below_one(tau: int) -> None:
     expect(ConfigError, lambda: load_config(None, {"online.tau": tau}), "online.tau", f"got {tau}")
 
 
+@pytest.mark.parametrize("key", ["online.steps_per_call", "online.max_inflight", "online.top_k"])
+def test_config_online_count_below_one(key: str) -> None:
+    expect(ConfigError, lambda: load_config(None, {key: 0}), key, "got 0")
+
+
 @pytest.mark.parametrize("low,high", [(0.1, 0.1), (0.3, 0.1)])
 def test_config_theta_low_not_below_theta_high(low: float, high: float) -> None:
     overrides = {"online.theta_low": low, "online.theta_high": high}
