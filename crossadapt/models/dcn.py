@@ -23,11 +23,14 @@ class DCN(nn.Module):
         model(ids, dense).shape  # (B,)
     """
 
+    #: The cross network (DCNv2 subclasses this model and swaps in its full-rank one).
+    cross_network: type[nn.Module] = CrossNet
+
     def __init__(self, feature_map: FeatureMap, cfg: ModelConfig) -> None:
         super().__init__()
         self.embedding = FeatureEmbedding(feature_map, cfg.embed_dim)
         flat_dim = self.embedding.num_fields * cfg.embed_dim
-        self.cross = CrossNet(flat_dim, cfg.num_cross_layers)
+        self.cross = self.cross_network(flat_dim, cfg.num_cross_layers)
         self.deep = MLP(flat_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm) if cfg.hidden_units else None
         self.head = nn.Linear(flat_dim + (self.deep.output_dim if self.deep is not None else 0), 1)
 

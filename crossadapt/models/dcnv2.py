@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from crossadapt.config import ModelConfig
-from crossadapt.featuremap import FeatureMap
-from crossadapt.models.embedding import FeatureEmbedding
-from crossadapt.models.layers import MLP, CrossNetV2
+from crossadapt.models.dcn import DCN
+from crossadapt.models.layers import CrossNetV2
 
 
-class DCNv2(nn.Module):
+class DCNv2(DCN):
     """``logit = w . [CrossNetV2(x0), MLP(x0)] + b`` with ``x0 = concat_f e_f``.
 
-    The parallel structure of the paper (its default in most reproductions); ``hidden_units=()``
-    drops the deep tower. Full-rank cross matrices are ``(F d)^2`` each: fine for tens of fields
-    at d <= 64, the sizes this project uses.
+    DCN with the full-rank cross layers; the parallel structure of the paper (its default in most
+    reproductions); ``hidden_units=()`` drops the deep tower. Full-rank cross matrices are
+    ``(F d)^2`` each: fine for tens of fields at d <= 64, the sizes this project uses.
     Reads ``embed_dim``, ``num_cross_layers``, ``hidden_units``, ``dropout``, ``batch_norm``.
 
     Example::
@@ -25,16 +20,4 @@ class DCNv2(nn.Module):
         model(ids, dense).shape  # (B,)
     """
 
-    def __init__(self, feature_map: FeatureMap, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.embedding = FeatureEmbedding(feature_map, cfg.embed_dim)
-        flat_dim = self.embedding.num_fields * cfg.embed_dim
-        self.cross = CrossNetV2(flat_dim, cfg.num_cross_layers)
-        self.deep = MLP(flat_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm) if cfg.hidden_units else None
-        self.head = nn.Linear(flat_dim + (self.deep.output_dim if self.deep is not None else 0), 1)
-
-    def forward(self, ids: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, F_cat), (B, F_num) -> logits (B,)."""
-        x0 = self.embedding(ids, dense).flatten(1)
-        parts = [self.cross(x0)] if self.deep is None else [self.cross(x0), self.deep(x0)]
-        return self.head(torch.cat(parts, dim=1)).squeeze(-1)
+    cross_network = CrossNetV2

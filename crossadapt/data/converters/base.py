@@ -217,6 +217,26 @@ def check_header(header: list[str], expected: tuple[str, ...], path: Path) -> No
     raise DataError(f"{path}: header line does not match: {detail} (expected {', '.join(expected)})")
 
 
+def fixed_layout(
+    first_line: str,
+    delimiter: str | None,
+    path: Path,
+    columns: tuple[str, ...],
+    field_names: tuple[str, ...],
+    encoders: tuple[str, ...],
+    field_columns: tuple[int, ...] = (),
+) -> Layout:
+    """Layout of a format with fixed columns: tab (or comma) separated, with an optional header
+    line, recognised by its first column naming ``columns[0]`` and then checked whole."""
+    delim = detect_delimiter(first_line, delimiter, ("\t", ","), path)
+    parts = first_line.split(delim)
+    has_header = parts[0].strip().lower() == columns[0].lower()
+    if has_header:
+        check_header(parts, columns, path)
+    return Layout(delimiter=delim, has_header=has_header, num_columns=len(columns), field_names=field_names,
+                  encoders=encoders, columns={c: i for i, c in enumerate(columns)}, field_columns=field_columns)
+
+
 def parse_binary_label(token: str) -> int:
     """``"0"``/``"1"`` (or ``"0.0"``/``"1.0"``) -> 0/1, else ``BadLine(bad_label)``."""
     if token == "0":

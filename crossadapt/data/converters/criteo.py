@@ -20,8 +20,7 @@ from crossadapt.data.converters.base import (
     Layout,
     RawConverter,
     Row,
-    check_header,
-    detect_delimiter,
+    fixed_layout,
     parse_binary_label,
 )
 
@@ -81,19 +80,8 @@ class CriteoConverter(RawConverter):
 
     def detect_layout(self, first_line: str, delimiter: str | None, path: Path) -> Layout:
         """Tab if the line has one, else comma; a header when the first column is ``label``."""
-        delim = detect_delimiter(first_line, delimiter, ("\t", ","), path)
-        parts = first_line.split(delim)
-        has_header = parts[0].strip().lower() == "label"
-        if has_header:
-            check_header(parts, COLUMNS, path)
-        return Layout(
-            delimiter=delim,
-            has_header=has_header,
-            num_columns=len(COLUMNS),
-            field_names=INT_FIELDS + CAT_FIELDS,
-            encoders=(INT_ENCODER,) * len(INT_FIELDS) + (CAT_ENCODER,) * len(CAT_FIELDS),
-            columns={c: i for i, c in enumerate(COLUMNS)},
-        )
+        return fixed_layout(first_line, delimiter, path, COLUMNS, INT_FIELDS + CAT_FIELDS,
+                            (INT_ENCODER,) * len(INT_FIELDS) + (CAT_ENCODER,) * len(CAT_FIELDS))
 
     def parse(self, parts: list[str], layout: Layout) -> Row:
         """Label, 13 bucketed integer tokens, 26 categorical tokens (empty -> missing)."""

@@ -24,8 +24,7 @@ from crossadapt.data.converters.base import (
     Layout,
     RawConverter,
     Row,
-    check_header,
-    detect_delimiter,
+    fixed_layout,
 )
 
 COLUMNS: tuple[str, ...] = (
@@ -59,20 +58,8 @@ class KDD12Converter(RawConverter):
 
     def detect_layout(self, first_line: str, delimiter: str | None, path: Path) -> Layout:
         """Tab (or comma) separated; an optional header whose first column is ``Click``."""
-        delim = detect_delimiter(first_line, delimiter, ("\t", ","), path)
-        parts = first_line.split(delim)
-        has_header = parts[0].strip().lower() == "click"
-        if has_header:
-            check_header(parts, COLUMNS, path)
-        return Layout(
-            delimiter=delim,
-            has_header=has_header,
-            num_columns=len(COLUMNS),
-            field_names=FIELDS,
-            encoders=("vocab",) * len(FIELDS),
-            columns={c: i for i, c in enumerate(COLUMNS)},
-            field_columns=tuple(range(2, len(COLUMNS))),
-        )
+        return fixed_layout(first_line, delimiter, path, COLUMNS, FIELDS, ("vocab",) * len(FIELDS),
+                            field_columns=tuple(range(2, len(COLUMNS))))
 
     def parse(self, parts: list[str], layout: Layout) -> Row:
         """Check Click (``bad_label``) and Impression >= max(1, Click) (``bad_count``); ids as tokens."""
