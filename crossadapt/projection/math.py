@@ -63,6 +63,8 @@ DEFAULT_CHUNK_ROWS = 1 << 16
 #: ...and at most this many bytes per float64 block, so wide tables (d = 1024: 512 MiB per 64 Ki
 #: rows) stream in blocks of the same memory as narrow ones.
 BLOCK_BYTES = 32 << 20
+#: Float64 cast buffer of the Gram pass (see :meth:`GramAccumulator.add`).
+CAST_BYTES = 2 << 20
 #: Rows sampled per field for the distortion report (all pairs among them are compared).
 DEFAULT_SAMPLE_ROWS = 2000
 
@@ -108,9 +110,19 @@ def split_blocks(E: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> list[Tensor
 def squared_norm(E: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:
     """``||E||_F^2`` summed in float64 (chunked, so a float32 table is never copied whole)."""
     total = 0.0
-    for b in iter_row_blocks(E, chunk_rows):
-        b = b.to(F64)
-        total += float((b * b).sum())
+    if E.dim() != 2 or E.dtype == F64:
+        for b in iter_row_blocks(E, chunk_rows):
+            b = b.reshape(-1).to(F64)
+            total += float(torch.dot(b, b))
+        return total
+    d = E.shape[1]
+    step = min(block_rows(d, chunk_rows), max(256, CAST_BYTES // (8 * max(d, 1))))
+    buf = torch.empty(min(step, E.shape[0]) * d, dtype=F64)  # one small cast buffer, as in the Gram pass
+    for i in range(0, E.shape[0], step):
+        src = E[i : i + step].reshape(-1)
+        b = buf[: src.numel()]
+        b.copy_(src)
+        total += float(torch.dot(b, b))
     return total
 
 
@@ -174,9 +186,20 @@ class GramAccumulator:
         """Add ``block^T block`` (float64 products, so a float32 table loses nothing)."""
         if block.dim() != 2 or block.shape[1] != self.gram.shape[0]:
             raise DataError(f"gram: expected blocks of shape (rows, {self.gram.shape[0]}), got {tuple(block.shape)}")
-        for b in iter_row_blocks(block, self.chunk_rows):
-            b = b.to(F64)
-            self.gram.addmm_(b.T, b)
+        if block.dtype == F64:
+            for b in iter_row_blocks(block, self.chunk_rows):
+                self.gram.addmm_(b.T, b)
+        else:
+            # Cast through one small reused buffer: a fresh 32 MiB float64 copy per block cost as
+            # much as the products themselves (page faults, memory traffic); 2 MiB stays in cache.
+            d = block.shape[1]
+            step = min(block_rows(d, self.chunk_rows), max(256, CAST_BYTES // (8 * d)))
+            buf = torch.empty(min(step, block.shape[0]), d, dtype=F64)
+            for i in range(0, block.shape[0], step):
+                src = block[i : i + step]
+                b = buf[: src.shape[0]]
+                b.copy_(src)
+                self.gram.addmm_(b.T, b)
         self.rows += int(block.shape[0])
         return self
 
