@@ -20,6 +20,7 @@ from crossadapt.config import (
     ModelConfig,
     OnlineConfig,
     OptimConfig,
+    ProjectionConfig,
     ResourcesConfig,
     SyntheticConfig,
     TrackingConfig,
@@ -46,6 +47,7 @@ def experiment(ray_session, tmp_path_factory):
         optim=OptimConfig(lr=3e-3, epochs=4, patience=2, batch_size=256),
         distill=DistillConfig(phase1_epochs=2, phase2_epochs=2, r=0.3, batch_size=64),
         resources=ResourcesConfig(num_workers=1, cpus_per_worker=1.0, use_gpu="false", checkpoint_interval_s=0),
+        projection=ProjectionConfig(actor_min_rows=0, num_actors=2),  # the actor path, as on big tables
         online=OnlineConfig(batch_size=256, reservoir_size=2000),
         tracking=TrackingConfig(wandb="offline", experiment="e2e"),
     )
@@ -69,6 +71,7 @@ def test_results_json_follows_the_contract(experiment):
         assert min(block["auc"]) > 0.55, (method, block["auc"])
     assert on_disk["teacher"]["auc"] > 0.55
     # d 8 -> 16 is an orthonormal expansion: every inner product kept
+    assert (Path(cfg.out_dir) / "projection" / "student_table.npy").is_file()  # written by the actors
     assert len(on_disk["projection"]) == 6
     for name, rep in on_disk["projection"].items():
         assert rep["inner_product_rel_error"] < 1e-5 and rep["energy_kept"] == pytest.approx(1.0, abs=1e-6), name
