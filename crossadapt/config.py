@@ -422,7 +422,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
 
 
-def _absolute(path: str) -> str:
+def absolute_location(path: str) -> str:
     """A local path made absolute against the current folder; URIs (``s3://...``) and "" unchanged."""
     if not path or "://" in path:
         return path
@@ -431,8 +431,10 @@ def _absolute(path: str) -> str:
 
 def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with its local paths absolute: Ray workers and actors do not run in the driver's folder."""
-    data = dataclasses.replace(cfg.data, root=_absolute(cfg.data.root), raw_path=_absolute(cfg.data.raw_path))
-    return dataclasses.replace(cfg, out_dir=_absolute(cfg.out_dir), storage=_absolute(cfg.storage), data=data)
+    data = dataclasses.replace(cfg.data, root=absolute_location(cfg.data.root),
+                               raw_path=absolute_location(cfg.data.raw_path))
+    return dataclasses.replace(cfg, out_dir=absolute_location(cfg.out_dir), storage=absolute_location(cfg.storage),
+                               data=data)
 
 
 def replace(cfg: T, **changes: Any) -> T:

@@ -14,24 +14,15 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from crossadapt.config import absolute_location
 from crossadapt.errors import ConfigError
-
-
-def is_uri(location: str) -> bool:
-    """True for ``scheme://...`` locations, False for plain local paths."""
-    return "://" in location
-
-
-def _absolute(location: str) -> str:
-    """A local path made absolute (pyarrow refuses relative ones); URIs unchanged."""
-    return location if is_uri(location) else str(Path(location).expanduser().resolve())
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem and the path inside it for a local path or a URI."""
     if not location:
         raise ConfigError("storage: empty location")
-    location = _absolute(location)
+    location = absolute_location(location)  # pyarrow refuses relative local paths
     try:
         return pafs.FileSystem.from_uri(location)
     except (ValueError, OSError) as e:  # unknown scheme, missing credentials, bad bucket name
@@ -40,7 +31,7 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
 
 def destination(local_dir: str | Path, storage: str) -> str:
     """Where :func:`upload` puts ``local_dir``: ``<storage>/<local_dir's name>``."""
-    return _absolute(storage).rstrip("/") + "/" + Path(local_dir).resolve().name
+    return absolute_location(storage).rstrip("/") + "/" + Path(local_dir).resolve().name
 
 
 def upload(local_dir: str | Path, storage: str) -> str | None:

@@ -175,10 +175,15 @@ def take(a: Arrays, index: np.ndarray | slice) -> Arrays:
     return {k: a[k][index] for k in ("ids", "dense", "label")}
 
 
-def sample_index(n: int, r: float, seed: int) -> np.ndarray:
-    """Sorted indices of a seeded uniform sample of ``round(r * n)`` rows (at least one)."""
+def check_sample_ratio(r: float) -> None:
+    """DataError unless ``0 < r <= 1`` (0 would train on nothing, more than 1 would silently mean all)."""
     if not 0 < r <= 1:
         raise DataError(f"sample ratio r must be in (0, 1], got {r}")
+
+
+def sample_index(n: int, r: float, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded uniform sample of ``round(r * n)`` rows (at least one)."""
+    check_sample_ratio(r)
     if r == 1:
         return np.arange(n)
     k = max(1, int(round(r * n)))

@@ -25,11 +25,6 @@ def _columns(fm: FeatureMap) -> list[str]:
     return [fm.label, *fm.categorical_names, *fm.numeric_names]
 
 
-def _check_ratio(r: float) -> None:
-    if not 0 < r <= 1:
-        raise DataError(f"sample ratio r must be in (0, 1], got {r}")
-
-
 def read_logs(root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap) -> ray.data.Dataset:
     """A dataset of the given periods (rows in time order), only the columns the model needs."""
     # Time splits and tail validation rely on row order, which Ray Data does not keep by default.
@@ -58,7 +53,7 @@ def sample(
     ``stratified``: exactly ``round(r * n_k)`` rows from each period ``k``, so every period keeps its share.
     """
     periods = list(periods)
-    _check_ratio(r)
+    A.check_sample_ratio(r)
     if r == 1:
         return read_logs(root, periods, fm)
     if mode == "uniform":
@@ -127,7 +122,7 @@ def window_split(
     of each period ``k``'s share of the pool).
     """
     periods = list(periods)
-    _check_ratio(r)  # r = 0 would train on nothing, r > 1 would silently mean the whole pool
+    A.check_sample_ratio(r)
     counts = period_row_counts(root, periods)
     total = sum(counts)
     cut = total - int(round(valid_fraction * total))

@@ -467,17 +467,24 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def read_meta(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The generator's ``meta.json`` of ``root``, or None when ``root`` holds no synthetic logs
+    (no or unreadable ``meta.json``, or a raw-log converter's)."""
+    path = Path(root) / META_FILE
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return meta if isinstance(meta, dict) and meta.get("generator") == __name__ else None
+
+
 def is_current(root: str | os.PathLike, cfg: SyntheticConfig, scales: ClickModelScales | None = None) -> bool:
     """Whether ``root`` holds logs this generator would write for ``cfg`` (same version, config, scales)."""
-    meta = Path(root) / META_FILE
-    if not meta.exists():
-        return False
-    try:
-        saved = json.loads(meta.read_text())
-    except json.JSONDecodeError:
-        return False
-    return (saved.get("generator_version") == GENERATOR_VERSION and saved.get("config") == to_dict(cfg)
-            and saved.get("scales") == to_dict(scales or ClickModelScales()))
+    saved = read_meta(root)
+    return (saved is not None and saved.get("generator_version") == GENERATOR_VERSION
+            and saved.get("config") == to_dict(cfg) and saved.get("scales") == to_dict(scales or ClickModelScales()))
 
 
 def load_world(root: str | os.PathLike) -> SyntheticWorld:

@@ -35,6 +35,22 @@ def _cell(xs: list[float], digits: int = 4) -> str:
     return f"{m:.{digits}f} ± {s:.{digits}f}" if len(xs) > 1 else f"{m:.{digits}f}"
 
 
+def _offline_cell(block: dict[str, Any]) -> str:
+    return f"{_cell(block['auc'])} / {np.mean(block['train_seconds']):.1f} s"
+
+
+def _online_cell(block: dict[str, Any]) -> str:
+    w = block["windows"]
+    return f"{np.mean([x['auc'] for x in w]):.4f} / {np.mean([abs(x['bias']) for x in w]):.4f}"
+
+
+#: (results.json block, table title, cell of one method in one run)
+_SECTIONS = (
+    ("offline", "Offline: test AUC (mean ± std over seeds) / train seconds", _offline_cell),
+    ("online", "Online: mean AUC over periods / mean |bias|", _online_cell),
+)
+
+
 def compare_table(run_dirs: list[str | Path]) -> str:
     """Markdown tables: offline methods (test AUC, train seconds) and online methods (mean AUC, mean |bias|),
     one column per run folder; "-" where a run lacks a method."""
@@ -42,28 +58,13 @@ def compare_table(run_dirs: list[str | Path]) -> str:
     header = "| method | " + " | ".join(name for name, _ in runs) + " |"
     rule = "|---|" + "---|" * len(runs)
     lines: list[str] = []
-    offline = [m for _, r in runs for m in r.get("offline", {})]
-    if offline:
-        lines += ["Offline: test AUC (mean ± std over seeds) / train seconds", "", header, rule]
-        for m in dict.fromkeys(offline):
-            cells = []
-            for _, r in runs:
-                b = r.get("offline", {}).get(m)
-                cells.append(f"{_cell(b['auc'])} / {np.mean(b['train_seconds']):.1f} s" if b else "-")
-            lines.append(f"| {m} | " + " | ".join(cells) + " |")
-        lines.append("")
-    online = [m for _, r in runs for m in r.get("online", {})]
-    if online:
-        lines += ["Online: mean AUC over periods / mean |bias|", "", header, rule]
-        for m in dict.fromkeys(online):
-            cells = []
-            for _, r in runs:
-                b = r.get("online", {}).get(m)
-                if b:
-                    w = b["windows"]
-                    cells.append(f"{np.mean([x['auc'] for x in w]):.4f} / {np.mean([abs(x['bias']) for x in w]):.4f}")
-                else:
-                    cells.append("-")
+    for key, title, cell in _SECTIONS:
+        methods = dict.fromkeys(m for _, r in runs for m in r.get(key, {}))  # first-seen order, no repeats
+        if not methods:
+            continue
+        lines += [title, "", header, rule]
+        for m in methods:
+            cells = [cell(r[key][m]) if m in r.get(key, {}) else "-" for _, r in runs]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     if not lines:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -25,6 +25,9 @@ from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
 from crossadapt.train.ray_train import TrainOutcome, fit, fit_many
+
+if TYPE_CHECKING:
+    import ray.data
 
 
 
@@ -43,15 +46,18 @@ def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, 
     return engine.evaluate(model, data)
 
 
-def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: int = 0) -> TrainOutcome:
-    """Train the teacher (``cfg.teacher``) on the whole history with early stopping."""
-    train, valid = ray_data.window_split(
-        cfg.data.root, A.period_range(cfg.data.teacher_periods), fm, cfg.data.valid_fraction
-    )
-    job = TrainJob(
-        name="teacher",
-        run_dir=str(out_dir / "teacher"),
-        model=cfg.teacher,
+def history_datasets(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[ray.data.Dataset, ray.data.Dataset]:
+    """The history (``data.teacher_periods``) as Ray datasets: training rows and the validation tail."""
+    return ray_data.window_split(cfg.data.root, A.period_range(cfg.data.teacher_periods), fm, cfg.data.valid_fraction)
+
+
+def history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, run_dir: str | Path, model: ModelConfig,
+                seed: int = 0) -> TrainJob:
+    """A model trained like the teacher: labels only, one phase of ``optim`` settings, early stopping."""
+    return TrainJob(
+        name=name,
+        run_dir=str(run_dir),
+        model=model,
         feature_map=fm.to_dict(),
         phases=(Phase(epochs=cfg.optim.epochs, lr=cfg.optim.lr),),
         batch_size=cfg.optim.batch_size,
@@ -61,7 +67,12 @@ def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: in
         amp=cfg.resources.amp,
         checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
     )
-    return fit(job, train, valid, cfg.resources)
+
+
+def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: int = 0) -> TrainOutcome:
+    """Train the teacher (``cfg.teacher``) on the whole history with early stopping."""
+    train, valid = history_datasets(cfg, fm)
+    return fit(history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, seed), train, valid, cfg.resources)
 
 
 def field_ranges(fm: FeatureMap) -> list[tuple[str, int, int]]:
@@ -173,12 +184,14 @@ def run_students(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str, init_
     return records
 
 
-def summarize(records: list[dict]) -> dict[str, dict[str, list]]:
-    """Per method, the per-seed lists of every figure (the ``offline`` block of results.json)."""
+SUMMARY_KEYS = ("seed", "auc", "logloss", "bias", "train_seconds", "wall_seconds", "samples")
+
+
+def summarize(records: list[dict], keys: tuple[str, ...] = SUMMARY_KEYS) -> dict[str, dict[str, list]]:
+    """Per method, the per-seed lists of every figure in ``keys`` (the ``offline`` block of results.json)."""
     out: dict[str, dict[str, list]] = {}
     for r in records:
-        m = out.setdefault(r["method"], {k: [] for k in ("seed", "auc", "logloss", "bias", "train_seconds",
-                                                          "wall_seconds", "samples")})
+        m = out.setdefault(r["method"], {k: [] for k in keys})
         for k in m:
             m[k].append(r[k])
     return out

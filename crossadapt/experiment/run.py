@@ -8,14 +8,13 @@ from pathlib import Path
 from crossadapt import atomic, storage
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.errors import ConfigError
+from crossadapt.experiment.compare import RESULTS_FILE
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
 from crossadapt.experiment.track import track_offline, track_online, track_report
 from crossadapt.models import load_checkpoint
 from crossadapt.ray_init import init_ray
 from crossadapt.tracking import Tracker
-
-RESULTS_FILE = "results.json"
 
 
 def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", "online")) -> dict:
@@ -34,14 +33,18 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
         atomic.write_json(out / RESULTS_FILE, results)
         track_offline(tracker, cfg, results)
     if "online" in stages:
-        _add_online(cfg, fm, results, results["teacher"]["checkpoint"], _crossadapt_student(results))
-        atomic.write_json(out / RESULTS_FILE, results)
-        track_online(tracker, cfg, results)
+        _add_online(cfg, fm, results, results["teacher"]["checkpoint"], _crossadapt_student(results), tracker)
+    _publish(cfg, results, tracker)
+    return results
+
+
+def _publish(cfg: ExperimentConfig, results: dict, tracker: Tracker) -> None:
+    """The report (and its plots to W&B), then ``out_dir`` to ``storage``: the end of every run."""
+    out = Path(cfg.out_dir)
     write_report(results, out)
     track_report(tracker, cfg, out)
     print(f"[crossadapt] wrote {out / RESULTS_FILE} and {out / 'report.md'}", flush=True)
     storage.upload(out, cfg.storage)  # results and checkpoints outlive the machine (no-op when unset)
-    return results
 
 
 def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, student_ckpt: str | None = None) -> dict:
@@ -63,23 +66,22 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
     load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
     load_checkpoint(student_ckpt, expected_feature_map=fm, expected_model=("student", cfg.student))
     init_ray()
-    _add_online(cfg, fm, results, teacher_ckpt, student_ckpt)
-    atomic.write_json(path, results)
     tracker = Tracker(cfg.tracking, out)
-    track_online(tracker, cfg, results)
-    write_report(results, out)
-    track_report(tracker, cfg, out)
-    print(f"[crossadapt] wrote {path} and {out / 'report.md'}", flush=True)
-    storage.upload(out, cfg.storage)
+    _add_online(cfg, fm, results, teacher_ckpt, student_ckpt, tracker)
+    _publish(cfg, results, tracker)
     return results
 
 
-def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, student_ckpt: str) -> None:
+def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, student_ckpt: str,
+                tracker: Tracker) -> None:
+    """Run the online stage into ``results``, write them and send the online runs to the tracker."""
     from crossadapt.online.coordinator import drift_periods, run_online
 
     results["online"] = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, student_ckpt=student_ckpt)
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
                               "student_checkpoint": student_ckpt, "stream_periods": list(cfg.data.stream_periods)}
+    atomic.write_json(Path(cfg.out_dir) / RESULTS_FILE, results)
+    track_online(tracker, cfg, results)
 
 
 def _crossadapt_student(results: dict) -> str:

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,10 @@ import numpy as np
 from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
-from crossadapt.data import ray_data
-from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays
+from crossadapt.experiment.offline import evaluate_checkpoint, history_datasets, history_job, summarize, test_arrays
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import auc as exact_auc
 from crossadapt.metrics import mean_std
-from crossadapt.train.engine import Phase, TrainJob
 from crossadapt.train.ray_train import fit_many
 
 #: The models compared by default: first-order baseline, the teacher and the student of the design.
@@ -48,12 +45,11 @@ def bayes_auc(cfg: ExperimentConfig) -> float | None:
     Computed over the concatenated test rows from the generator's true probabilities (the
     per-period AUCs in ``meta.json`` cannot simply be averaged).
     """
-    root = Path(cfg.data.root)
-    if not (root / "meta.json").exists() or json.loads((root / "meta.json").read_text()).get("generator") is None:
-        return None
-    from crossadapt.data.synthetic import load_world
+    from crossadapt.data.synthetic import load_world, read_meta
 
-    world = load_world(root)
+    if read_meta(cfg.data.root) is None:
+        return None
+    world = load_world(cfg.data.root)
     ps, ys = [], []
     for k in A.period_range(cfg.data.test_periods):
         rows = world.sample_period(k)
@@ -65,24 +61,14 @@ def bayes_auc(cfg: ExperimentConfig) -> float | None:
 def run_zoo(cfg: ExperimentConfig, fm: FeatureMap, models: list[str], seeds: list[int]) -> dict[str, Any]:
     """Train every model with every seed; returns (and writes ``<out>/zoo.json`` and ``zoo.md``) the results."""
     out = Path(cfg.out_dir)
-    train, valid = ray_data.window_split(cfg.data.root, A.period_range(cfg.data.teacher_periods), fm,
-                                         cfg.data.valid_fraction)
+    train, valid = history_datasets(cfg, fm)
     pairs = [(m, s) for s in seeds for m in models]
-    jobs = [TrainJob(
-        name=f"{m}-seed{s}", run_dir=str(out / "zoo" / f"{m}-seed{s}"), model=model_config(m),
-        feature_map=fm.to_dict(), phases=(Phase(epochs=cfg.optim.epochs, lr=cfg.optim.lr),),
-        batch_size=cfg.optim.batch_size, weight_decay=cfg.optim.weight_decay, patience=cfg.optim.patience,
-        seed=s, amp=cfg.resources.amp, checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
-    ) for m, s in pairs]
+    jobs = [history_job(cfg, fm, f"{m}-seed{s}", out / "zoo" / f"{m}-seed{s}", model_config(m), s) for m, s in pairs]
     outcomes = fit_many(jobs, {"train": train, "valid": valid}, cfg.resources, name="zoo", storage_dir=out)
     test = test_arrays(cfg, fm)
-    per: dict[str, dict[str, list]] = {m: {"seed": [], "auc": [], "logloss": [], "bias": [], "train_seconds": []}
-                                       for m in models}
-    for (m, s), o in zip(pairs, outcomes):
-        metrics = evaluate_checkpoint(o.best_checkpoint, fm, test)
-        for k, v in (("seed", s), ("auc", metrics["auc"]), ("logloss", metrics["logloss"]),
-                     ("bias", metrics["bias"]), ("train_seconds", o.train_seconds)):
-            per[m][k].append(v)
+    records = [{"method": m, "seed": s, **evaluate_checkpoint(o.best_checkpoint, fm, test),
+                "train_seconds": o.train_seconds} for (m, s), o in zip(pairs, outcomes)]
+    per = summarize(records, ("seed", "auc", "logloss", "bias", "train_seconds"))
     result = {"models": per, "model_configs": {m: to_dict(model_config(m)) for m in models},
               "bayes_auc": bayes_auc(cfg), "test_rows": A.num_rows(test),
               "train_periods": list(cfg.data.teacher_periods), "test_periods": list(cfg.data.test_periods),

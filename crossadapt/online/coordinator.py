@@ -9,8 +9,9 @@ Per period ``k`` of ``data.stream_periods``, for each online method (same stream
    it (prequential: test-then-train). These are the per-window metrics.
 3. **Train.** Period ``k`` in time order (never shuffled across time), ``batch_size`` current rows
    per step plus ``round(b * r_enh / (1 - r_enh))`` rows drawn from the reservoir, so that the
-   historical share of every batch is ``r_enh``. Per step the batch is put in the object store
-   once; the teacher answers its soft labels and the student trains on them. Every ``tau`` steps
+   historical share of every batch is ``r_enh``. Batches are put in the object store once,
+   ``online.steps_per_call`` consecutive steps at a time (never across an exchange); the teacher
+   answers their soft labels and the student trains on them, one step per batch. Every ``tau`` steps
    (every step for ``sync_codistill``, never for a frozen teacher) the student's weights go to the
    teacher (when ``teacher_alpha > 0``) and the teacher updates on the batches it served. The
    current rows then enter the reservoir (a uniform sample of everything seen, seeded with the
@@ -41,6 +42,7 @@ import torch
 from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
+from crossadapt.data.synthetic import read_meta
 from crossadapt.errors import CheckpointError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.online.actors import StudentActor, TeacherActor
@@ -359,7 +361,5 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
 
 def drift_periods(root: str | Path) -> list[int]:
     """The injected drift periods of synthetic logs (``meta.json``), or ``[]`` for other data."""
-    meta = Path(root) / "meta.json"
-    if not meta.exists():
-        return []
-    return [int(d) for d in json.loads(meta.read_text()).get("drift_periods", [])]
+    meta = read_meta(root)
+    return [] if meta is None else [int(d) for d in meta.get("drift_periods", [])]

@@ -33,9 +33,13 @@ from crossadapt.train import engine
 Batch = Mapping[str, np.ndarray]
 
 
-def _tensors(batch: Batch, device: torch.device) -> engine.Tensors:
+BATCH_KEYS = ("ids", "dense", "label")
+
+
+def _tensors(batch: Batch, device: torch.device, copy: bool = True) -> engine.Tensors:
     # np.array copies: arrays from the object store are read-only, torch wants writable memory.
-    return {k: torch.from_numpy(np.array(batch[k])).to(device) for k in ("ids", "dense", "label")}
+    # ``copy=False`` for arrays this process already owns (the teacher's kept batches).
+    return {k: torch.from_numpy(np.array(batch[k]) if copy else batch[k]).to(device) for k in BATCH_KEYS}
 
 
 class OnlineLearner:
@@ -63,10 +67,12 @@ class OnlineLearner:
         self.temperature = temperature
         self.version = 0
 
-    @torch.no_grad()
     def logits(self, batch: Batch) -> np.ndarray:
         """Logits (float32, shape (B,)) of the current weights; the weights do not change."""
-        t = _tensors(batch, self.device)
+        return self._logits(_tensors(batch, self.device))
+
+    @torch.no_grad()
+    def _logits(self, t: engine.Tensors) -> np.ndarray:
         return engine.predict_logits(self.model, t).cpu().numpy()
 
     def _step(self, t: engine.Tensors, peer_logits: np.ndarray | None, alpha: float) -> float:
@@ -131,9 +137,10 @@ class PeriodicTeacher(OnlineLearner):
 
     def serve(self, batch: Batch) -> np.ndarray:
         """Soft labels (logits) for ``batch`` from the current weights; the batch is kept for the next update."""
-        self.pending.append({k: np.array(batch[k]) for k in ("ids", "dense", "label")})
+        kept = {k: np.array(batch[k]) for k in BATCH_KEYS}  # the one copy: served now, trained on later
+        self.pending.append(kept)
         self.served_versions.append(self.version)
-        return self.logits(batch)
+        return self._logits(_tensors(kept, self.device, copy=False))
 
     def load_peer(self, weights: Mapping[str, torch.Tensor]) -> None:
         """Take the student's latest weights (used only by the next :meth:`update`)."""
@@ -146,7 +153,7 @@ class PeriodicTeacher(OnlineLearner):
         if not self.pending:
             return self.version
         for batch in self.pending:
-            t = _tensors(batch, self.device)
+            t = _tensors(batch, self.device, copy=False)
             z_peer = None
             if self.peer_alpha > 0:
                 z_peer = engine.predict_logits(self.peer, t).cpu().numpy()

@@ -107,23 +107,30 @@ def split_blocks(E: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> list[Tensor
     return blocks or [E]
 
 
+def iter_f64_blocks(E: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Tensor]:
+    """Row blocks of the 2-D ``E`` as float64: views when ``E`` is float64 already, else casts through
+    one small reused buffer (a block is valid until the next one is asked for).
+
+    A fresh 32 MiB float64 copy per block cost as much as the products on it (page faults, memory
+    traffic); a 2 MiB buffer (:data:`CAST_BYTES`) stays in cache and doubled the Gram pass.
+    """
+    if E.dtype == F64:
+        yield from iter_row_blocks(E, chunk_rows)
+        return
+    n, d = E.shape
+    step = min(block_rows(d, chunk_rows), max(256, CAST_BYTES // (8 * max(d, 1))))
+    buf = torch.empty(min(step, n), d, dtype=F64)
+    for i in range(0, n, step):
+        src = E[i : i + step]
+        b = buf[: src.shape[0]]
+        b.copy_(src)
+        yield b
+
+
 def squared_norm(E: Tensor, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:
     """``||E||_F^2`` summed in float64 (chunked, so a float32 table is never copied whole)."""
-    total = 0.0
-    if E.dim() != 2 or E.dtype == F64:
-        for b in iter_row_blocks(E, chunk_rows):
-            b = b.reshape(-1).to(F64)
-            total += float(torch.dot(b, b))
-        return total
-    d = E.shape[1]
-    step = min(block_rows(d, chunk_rows), max(256, CAST_BYTES // (8 * max(d, 1))))
-    buf = torch.empty(min(step, E.shape[0]) * d, dtype=F64)  # one small cast buffer, as in the Gram pass
-    for i in range(0, E.shape[0], step):
-        src = E[i : i + step].reshape(-1)
-        b = buf[: src.numel()]
-        b.copy_(src)
-        total += float(torch.dot(b, b))
-    return total
+    E = E if E.dim() == 2 else E.reshape(-1, 1)
+    return sum(float(torch.dot(b.reshape(-1), b.reshape(-1))) for b in iter_f64_blocks(E, chunk_rows))
 
 
 def fix_signs(V: Tensor) -> Tensor:
@@ -186,20 +193,8 @@ class GramAccumulator:
         """Add ``block^T block`` (float64 products, so a float32 table loses nothing)."""
         if block.dim() != 2 or block.shape[1] != self.gram.shape[0]:
             raise DataError(f"gram: expected blocks of shape (rows, {self.gram.shape[0]}), got {tuple(block.shape)}")
-        if block.dtype == F64:
-            for b in iter_row_blocks(block, self.chunk_rows):
-                self.gram.addmm_(b.T, b)
-        else:
-            # Cast through one small reused buffer: a fresh 32 MiB float64 copy per block cost as
-            # much as the products themselves (page faults, memory traffic); 2 MiB stays in cache.
-            d = block.shape[1]
-            step = min(block_rows(d, self.chunk_rows), max(256, CAST_BYTES // (8 * d)))
-            buf = torch.empty(min(step, block.shape[0]), d, dtype=F64)
-            for i in range(0, block.shape[0], step):
-                src = block[i : i + step]
-                b = buf[: src.shape[0]]
-                b.copy_(src)
-                self.gram.addmm_(b.T, b)
+        for b in iter_f64_blocks(block, self.chunk_rows):
+            self.gram.addmm_(b.T, b)
         self.rows += int(block.shape[0])
         return self
 

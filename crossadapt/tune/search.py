@@ -46,10 +46,11 @@ def _distribution(p: ParamSpec) -> Any:
 
 def _prerequisites(cfg: ExperimentConfig, fm: FeatureMap, space: SearchSpace) -> dict[str, str]:
     """Paths every trial shares (see the module docstring)."""
+    from crossadapt.experiment.compare import RESULTS_FILE
     from crossadapt.experiment.offline import project_teacher, student_checkpoint, train_teacher
 
     out = Path(cfg.out_dir)
-    results_path = out / "results.json"
+    results_path = out / RESULTS_FILE
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if space.stage == "online":
         if "offline_checkpoints" not in results:
