@@ -170,7 +170,12 @@ class ProjectionConfig:
 
 @dataclass
 class ResourcesConfig:
-    """Ray Train resources. ``use_gpu="auto"`` takes GPUs when the cluster has them."""
+    """Ray Train resources.
+
+    ``use_gpu``: ``auto`` takes GPUs when the cluster has them; ``true`` requires them (an error when
+    none are there or arrive through the autoscaler); ``false`` never uses them. YAML ``true`` and
+    ``false`` are accepted; ``crossadapt.ray_init.resolve_use_gpu`` decides, in one place.
+    """
 
     num_workers: int = 2
     use_gpu: Literal["auto", "true", "false"] = "auto"
@@ -180,8 +185,12 @@ class ResourcesConfig:
     # A resumable checkpoint at most this often (and at the end of every job): one per epoch cost
     # ~1 s each through Ray Train and doubled the wall time of the small demo runs.
     checkpoint_interval_s: float = 30.0
+    # use_gpu=true on a cluster that has no GPU yet: how long to wait for the autoscaler to add one.
+    gpu_wait_s: float = 300.0
 
     def __post_init__(self) -> None:
+        if self.gpu_wait_s < 0:
+            raise ConfigError(f"resources.gpu_wait_s: must be >= 0, got {self.gpu_wait_s}")
         if self.num_workers < 1:
             raise ConfigError(f"resources.num_workers: must be >= 1, got {self.num_workers}")
         if self.max_failures < 0:
@@ -307,6 +316,8 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
         return from_dict(tp, value, prefix=key)
     if origin is Literal:
+        if isinstance(value, bool) and str(value).lower() in args:  # YAML reads `true` as a boolean
+            value = str(value).lower()
         if value not in args:
             raise ConfigError(f"{key}: must be one of {list(args)}, got {value!r}")
         return value

@@ -21,3 +21,7 @@ class FeatureMapMismatch(CrossAdaptError, ValueError):
 
 class CheckpointError(CrossAdaptError, ValueError):
     """A checkpoint is missing, truncated, corrupted or does not match what is asked of it."""
+
+
+class ResourcesError(CrossAdaptError, RuntimeError):
+    """The cluster lacks what the config asks for (GPUs, CPUs), and will not get it."""

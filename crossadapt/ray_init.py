@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import time
 
 import ray
 import ray.data
+
+from crossadapt.config import ResourcesConfig
+from crossadapt.errors import ResourcesError
+
+log = logging.getLogger(__name__)
+# True when init_ray started Ray in this process (no cluster, so no autoscaler that could add GPUs).
+_LOCAL = {"started": False}
 
 
 def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
@@ -26,6 +35,7 @@ def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None
     else:
         ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
                  dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", configure_logging=False)
+        _LOCAL["started"] = True
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
@@ -35,3 +45,49 @@ def cpu_share(cpus: float, parts: int) -> float:
     Rounding to nearest can ask for 3 x 0.17 of 0.5 free CPU, and the last actor then waits forever.
     """
     return max(0.01, math.floor(100 * cpus / parts) / 100)
+
+
+def resolve_use_gpu(resources: ResourcesConfig) -> bool:
+    """Whether Ray Train workers and online actors take GPUs: the one place ``use_gpu`` is decided.
+
+    ``auto``: when the cluster has any GPU now. ``true``: GPUs are required; a local Ray without
+    one is an error at once, and a cluster without one gets a request to its autoscaler and
+    ``resources.gpu_wait_s`` to provide it, then an error (rather than workers waiting forever).
+    """
+    have = ray.cluster_resources().get("GPU", 0) > 0
+    if resources.use_gpu == "false":
+        return False
+    if resources.use_gpu == "auto" or have:
+        return have
+    if _LOCAL["started"]:
+        raise ResourcesError("resources.use_gpu=true, but this machine's Ray sees no GPU (no CUDA device, or "
+                             "CUDA_VISIBLE_DEVICES hides it); use resources.use_gpu=auto or false here")
+    try:  # ask the autoscaler for one GPU; a cluster without one simply never provides it
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=[{"GPU": 1}])
+    except Exception as e:  # no autoscaler on this cluster
+        log.debug("request_resources failed: %s", e)
+    log.warning("resources.use_gpu=true: no GPU in the cluster yet, waiting up to %.0f s for the autoscaler",
+                resources.gpu_wait_s)
+    deadline = time.monotonic() + resources.gpu_wait_s
+    while time.monotonic() < deadline:
+        if ray.cluster_resources().get("GPU", 0) > 0:
+            return True
+        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+    raise ResourcesError(f"resources.use_gpu=true, but the cluster had no GPU after {resources.gpu_wait_s:.0f} s "
+                         "(resources.gpu_wait_s); check the cluster's GPU node types, or use use_gpu=auto")
+
+
+def train_workers(resources: ResourcesConfig, use_gpu: bool) -> int:
+    """Ray Train workers to start: ``num_workers``, capped at the GPUs of a local Ray when on GPUs.
+
+    One GPU per worker (NCCL refuses two ranks on one device); a cluster's autoscaler may add GPU
+    nodes, so only a local Ray is capped.
+    """
+    n = resources.num_workers
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if use_gpu and _LOCAL["started"] and 0 < gpus < n:
+        log.warning("resources.num_workers=%d but this machine has %d GPU(s): using %d worker(s)", n, gpus, gpus)
+        return gpus
+    return n

@@ -58,3 +58,12 @@ def test_local_paths_become_absolute_uris_stay(tmp_path, monkeypatch):
     cfg = load_config(None, {"out_dir": "runs/x", "data.root": "s3://bucket/logs"})
     assert cfg.out_dir == str(tmp_path / "runs" / "x")  # Ray workers do not share the driver's folder
     assert cfg.data.root == "s3://bucket/logs" and cfg.data.raw_path == ""
+
+
+@pytest.mark.parametrize("text, want", [("true", "true"), ("false", "false"), ("auto", "auto"), ('"true"', "true")])
+def test_use_gpu_takes_yaml_booleans(tmp_path, text, want):
+    """`--set resources.use_gpu=true` (YAML reads a boolean) is the README's and cluster.yaml's command."""
+    assert load_config(write(tmp_path, f"resources:\n  use_gpu: {text}\n")).resources.use_gpu == want
+    assert load_config(None, {"resources.use_gpu": text == "true"}).resources.use_gpu in ("true", "false")
+    with pytest.raises(ConfigError, match="resources.use_gpu"):
+        load_config(None, {"resources.use_gpu": "yes"})

@@ -102,7 +102,8 @@ def tiny_logs(tmp_path_factory) -> Path:
 def test_ray_train_fit_runs_on_cuda(ray_session, tiny_logs, tmp_path, amp):
     pytest.importorskip("ray")
     from crossadapt.data import ray_data
-    from crossadapt.train.ray_train import fit, resolve_use_gpu
+    from crossadapt.ray_init import resolve_use_gpu
+    from crossadapt.train.ray_train import fit
 
     assert resolve_use_gpu(ResourcesConfig(use_gpu="auto")), "Ray sees no GPU although torch does"
     assert resolve_use_gpu(ResourcesConfig(use_gpu="true"))

@@ -98,3 +98,23 @@ def test_window_split_is_time_ordered_and_sampled(ray_session, tiny_data):
     assert 700 < A.num_rows(a1) < 1100 and np.array_equal(a1["ids"], a2["ids"])
     st, _ = ray_data.window_split(tiny_data, [0, 1], fm, 0.25, r=0.1, seed=7, mode="stratified")
     assert st.count() == round(0.1 * 6000) + round(0.1 * 3000)
+
+
+def test_use_gpu_true_without_a_gpu_fails_at_once(ray_session):
+    """A local Ray with no GPU cannot get one: use_gpu=true is a clear error, not a 60 s startup loop."""
+    import time
+
+    import ray
+
+    from crossadapt.config import ResourcesConfig
+    from crossadapt.errors import ResourcesError
+    from crossadapt.ray_init import resolve_use_gpu
+
+    if ray.cluster_resources().get("GPU", 0) > 0:
+        pytest.skip("this Ray has a GPU")
+    assert resolve_use_gpu(ResourcesConfig(use_gpu="auto")) is False
+    assert resolve_use_gpu(ResourcesConfig(use_gpu="false")) is False
+    t0 = time.monotonic()
+    with pytest.raises(ResourcesError, match="use_gpu=true"):
+        resolve_use_gpu(ResourcesConfig(use_gpu="true"))
+    assert time.monotonic() - t0 < 5

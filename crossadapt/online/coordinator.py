@@ -49,7 +49,7 @@ from crossadapt.online.actors import StudentActor, TeacherActor
 from crossadapt.online.drift import DriftDetector, r_enh_from_score
 from crossadapt.online.methods import get_online_method, teacher_interval
 from crossadapt.online.reservoir import Reservoir
-from crossadapt.ray_init import cpu_share
+from crossadapt.ray_init import cpu_share, resolve_use_gpu
 
 STATE_FILE = "stream.pt"
 #: Times one period is replayed after actor failures before the stage gives up.
@@ -157,9 +157,7 @@ class OnlineStream:
     # ------------------------------------------------------------ actors
 
     def _actor_options(self) -> dict[str, Any]:
-        res = self.cfg.resources
-        gpus = ray.cluster_resources().get("GPU", 0) > 0 if res.use_gpu == "auto" else res.use_gpu == "true"
-        if gpus:
+        if resolve_use_gpu(self.cfg.resources):
             return {"num_cpus": 1, "num_gpus": 0.5}  # the pair shares one GPU
         free = ray.available_resources().get("CPU", 0.0)
         return {"num_cpus": min(1.0, cpu_share(free, 2)) if free > 0 else 0.01}

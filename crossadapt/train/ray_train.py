@@ -27,7 +27,7 @@ from crossadapt import atomic
 from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
 from crossadapt.featuremap import FeatureMap
-from crossadapt.ray_init import cpu_share
+from crossadapt.ray_init import cpu_share, resolve_use_gpu, train_workers
 from crossadapt.models import save_checkpoint
 from crossadapt.train import engine
 from crossadapt.train.engine import TrainJob
@@ -187,13 +187,6 @@ def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, rec
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
-def resolve_use_gpu(resources: ResourcesConfig) -> bool:
-    """``auto``: use GPUs when the Ray cluster has any."""
-    if resources.use_gpu == "auto":
-        return ray.cluster_resources().get("GPU", 0) > 0
-    return resources.use_gpu == "true"
-
-
 def worker_cpus(resources: ResourcesConfig) -> float:
     """CPUs per worker, shrunk so that one CPU stays free for Ray Data's read and split tasks.
 
@@ -250,7 +243,7 @@ def fit_many(
         train_loop_config={"jobs": [to_dict(j) for j in jobs],
                            "valid_keys": sorted(set(datasets) - set(train_keys))},
         scaling_config=ScalingConfig(
-            num_workers=resources.num_workers,
+            num_workers=train_workers(resources, use_gpu),
             use_gpu=use_gpu,
             resources_per_worker=None if use_gpu else {"CPU": worker_cpus(resources)},
         ),
