@@ -84,17 +84,32 @@ class ModelConfig:
     hidden_units: tuple[int, ...] = (256, 128, 64)
     dropout: float = 0.0
     batch_norm: bool = False
+    # Linear -> LayerNorm -> ReLU in every hidden layer of the DNN tower, as the released CrossAdapt
+    # code's MLP. A narrow tower (DNN d=8, [64, 32, 4], 26 fields) without it stayed at validation
+    # AUC 0.5 on some seeds (all ReLUs of the 4-unit layer dead); see tests/test_models.py.
+    layer_norm: bool = False
     num_cross_layers: int = 3
     cin_layer_units: tuple[int, ...] = (64, 64)
     num_attention_layers: int = 2
     num_heads: int = 2
     attention_dim: int = 16
+    # FiBiNET: SENET hidden size max(1, F // senet_reduction) (the paper's and the released code's 3);
+    # bilinear weights shared by all fields, one per field or one per field pair (the released code
+    # uses field_all); "paper": LR + MLP[bilinear(E), bilinear(SENET(E))], "released": the released
+    # code's MLP[E, bilinear(SENET(E))] with a sigmoid excitation (see crossadapt/models/fibinet.py).
+    senet_reduction: int = 3
+    bilinear_type: Literal["field_all", "field_each", "field_interaction"] = "field_all"
+    fibinet_variant: Literal["paper", "released"] = "paper"
 
     def __post_init__(self) -> None:
         if self.embed_dim < 1:
             raise ConfigError(f"model.embed_dim: must be >= 1, got {self.embed_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout: must be in [0, 1), got {self.dropout}")
+        if self.batch_norm and self.layer_norm:
+            raise ConfigError("model.batch_norm and model.layer_norm: choose at most one normalisation")
+        if self.senet_reduction < 1:
+            raise ConfigError(f"model.senet_reduction: must be >= 1, got {self.senet_reduction}")
 
 
 @dataclass

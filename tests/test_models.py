@@ -16,9 +16,19 @@ from crossadapt.models.embedding import (
     interaction_parameters,
     set_embedding_trainable,
 )
-from crossadapt.models.layers import CIN, MLP, CrossNet, CrossNetV2, FirstOrder, FMInteraction, MultiHeadSelfAttention
+from crossadapt.models.layers import (
+    CIN,
+    MLP,
+    SENET,
+    BilinearInteraction,
+    CrossNet,
+    CrossNetV2,
+    FirstOrder,
+    FMInteraction,
+    MultiHeadSelfAttention,
+)
 
-NAMES = ["lr", "dnn", "deepfm", "dcn", "dcnv2", "xdeepfm", "autoint"]
+NAMES = ["lr", "dnn", "deepfm", "dcn", "dcnv2", "xdeepfm", "autoint", "fibinet"]
 VOCABS = [20, 27, 34, 41, 50]
 
 
@@ -57,14 +67,14 @@ def make_batch(n: int = 512, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor,
 # ---------------------------------------------------------------- registry
 
 
-def test_registry_is_the_seven_models() -> None:
+def test_registry_is_the_eight_models() -> None:
     assert sorted(MODEL_REGISTRY) == sorted(NAMES)
     assert all(isinstance(cls, type) and issubclass(cls, nn.Module) for cls in MODEL_REGISTRY.values())
 
 
 def test_unknown_model_raises_config_error_listing_names(fm: FeatureMap) -> None:
-    with pytest.raises(ConfigError, match=r"unknown model 'fibinet'.*'dcnv2'"):
-        build_model(ModelConfig(name="fibinet"), fm)
+    with pytest.raises(ConfigError, match=r"unknown model 'widedeep'.*'dcnv2'.*'fibinet'"):
+        build_model(ModelConfig(name="widedeep"), fm)
 
 
 @pytest.mark.parametrize(
@@ -76,6 +86,8 @@ def test_unknown_model_raises_config_error_listing_names(fm: FeatureMap) -> None
         (dict(name="autoint", attention_dim=7, num_heads=2), "attention_dim"),
         (dict(name="autoint", num_attention_layers=0), "num_attention_layers"),
         (dict(name="dnn", hidden_units=(32, 0)), r"hidden_units\[1\]"),
+        (dict(name="fibinet", senet_reduction=0), "senet_reduction"),
+        (dict(name="dnn", batch_norm=True, layer_norm=True), "batch_norm and model.layer_norm"),
     ],
 )
 def test_bad_hyper_parameters_name_the_key(fm: FeatureMap, kw: dict, key: str) -> None:
@@ -109,7 +121,7 @@ def test_wrong_number_of_id_columns_is_a_data_error(fm: FeatureMap) -> None:
 
 
 @pytest.mark.parametrize("name, dim", [("lr", 1), ("dnn", 16), ("deepfm", 10), ("dcn", 4), ("dcnv2", 32),
-                                       ("xdeepfm", 6), ("autoint", 12)])
+                                       ("xdeepfm", 6), ("autoint", 12), ("fibinet", 6)])
 def test_each_model_has_its_own_embedding_dim(name: str, dim: int, fm: FeatureMap) -> None:
     model = build_model(small_cfg(name, embed_dim=dim), fm)
     assert isinstance(model.embedding, FeatureEmbedding)
@@ -133,7 +145,7 @@ def test_every_parameter_gets_a_gradient(name: str, fm: FeatureMap) -> None:
 # Loss after 30 full-batch Adam steps (lr 1e-2) must fall below this share of the first loss.
 # Seen (seeds 0-2): LR 0.35 of the first loss, the others 0.10-0.17. LR cannot fit the pairwise
 # term of the labels (its floor is ~0.24 nats); 0.3 * 0.69 = 0.21 asks the others to beat that floor.
-FALL = {"lr": 0.5, "dnn": 0.3, "deepfm": 0.3, "dcn": 0.3, "dcnv2": 0.3, "xdeepfm": 0.3, "autoint": 0.3}
+FALL = {"lr": 0.5, "dnn": 0.3, "deepfm": 0.3, "dcn": 0.3, "dcnv2": 0.3, "xdeepfm": 0.3, "autoint": 0.3, "fibinet": 0.3}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -320,3 +332,157 @@ def test_mlp_with_batchnorm_and_dropout() -> None:
     mlp.eval()
     assert torch.equal(mlp(x), mlp(x)) and mlp(x).shape == (32, 1)
     assert MLP(10, ()).output_dim == 10 and MLP(10, (16, 8)).output_dim == 8
+
+
+# ---------------------------------------------------------------- FiBiNET against its formulas
+
+FIBINET_VARIANTS = [("paper", "field_all"), ("paper", "field_each"), ("paper", "field_interaction"),
+                    ("released", "field_all"), ("released", "field_interaction")]
+
+
+def test_senet_by_hand() -> None:
+    """F = 3, d = 2, reduction 3 (one hidden unit), the paper's ReLU/ReLU excitation, no biases."""
+    senet = SENET(num_fields=3, reduction=3).double()
+    with torch.no_grad():
+        senet.squeeze.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+        senet.excite.weight.copy_(torch.tensor([[2.0], [-1.0], [0.5]]))
+    e = torch.tensor([[[1.0, 3.0], [-2.0, 4.0], [0.5, 0.5]]], dtype=torch.float64)
+    # z = field means = [2, 1, 0.5]; W1 z = 2 - 2 + 0.25 = 0.25; W2 * 0.25 = [0.5, -0.25, 0.125] -> ReLU
+    assert senet.field_weights(e).tolist() == [[0.5, 0.0, 0.125]]
+    assert senet(e).tolist() == [[[0.5, 1.5], [0.0, 0.0], [0.0625, 0.0625]]]
+    assert senet.squeeze.bias is None and senet.excite.bias is None
+
+
+def test_senet_sigmoid_variant_with_biases_by_hand() -> None:
+    senet = SENET(num_fields=3, reduction=3, excitation="sigmoid", bias=True).double()
+    with torch.no_grad():
+        senet.squeeze.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+        senet.squeeze.bias.fill_(-1.0)
+        senet.excite.weight.copy_(torch.tensor([[2.0], [-1.0], [0.5]]))
+        senet.excite.bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    e = torch.tensor([[[1.0, 3.0], [-2.0, 4.0], [0.5, 0.5]]], dtype=torch.float64)
+    # W1 z + b1 = 0.25 - 1 < 0 -> ReLU 0, so a = sigmoid(b2)
+    expected = torch.sigmoid(torch.tensor([0.0, 1.0, -1.0], dtype=torch.float64))
+    assert torch.allclose(senet.field_weights(e)[0], expected, rtol=1e-15)
+    assert torch.allclose(senet(e)[0], e[0] * expected.unsqueeze(-1), rtol=1e-15)
+
+
+def test_senet_hidden_size_is_fields_over_reduction() -> None:
+    assert SENET(39, 3).squeeze.weight.shape == (13, 39)
+    assert SENET(2, 3).squeeze.weight.shape == (1, 2)  # at least one unit
+
+
+def test_bilinear_field_all_by_hand() -> None:
+    bi = BilinearInteraction(num_fields=3, embed_dim=2, kind="field_all").double()
+    with torch.no_grad():
+        bi.weight.copy_(torch.tensor([[[1.0, 2.0], [0.0, -1.0]]]))
+    e = torch.tensor([[[1.0, 3.0], [-2.0, 4.0], [0.5, 0.5]]], dtype=torch.float64)
+    # e0 W = [1, -1], e1 W = [-2, -8]; pairs (0,1), (0,2), (1,2)
+    assert bi(e).tolist() == [[[-2.0, -4.0], [0.5, -0.5], [-1.0, -4.0]]]
+
+
+@pytest.mark.parametrize("kind, count", [("field_all", 1), ("field_each", 3), ("field_interaction", 6)])
+def test_bilinear_types_against_a_pair_loop(kind: str, count: int) -> None:
+    """``p_ij = (e_i W) ⊙ e_j`` with W shared, the left field's, or the pair's own (F = 4)."""
+    torch.manual_seed(0)
+    bi = BilinearInteraction(num_fields=4, embed_dim=3, kind=kind).double()
+    assert bi.weight.shape == (count, 3, 3)
+    e = torch.randn(5, 4, 3, dtype=torch.float64)
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    mats = {"field_all": lambda i, k: bi.weight[0], "field_each": lambda i, k: bi.weight[i],
+            "field_interaction": lambda i, k: bi.weight[k]}[kind]
+    by_hand = torch.stack([(e[:, i] @ mats(i, k)) * e[:, j] for k, (i, j) in enumerate(pairs)], dim=1)
+    assert torch.allclose(bi(e), by_hand, rtol=1e-13, atol=0)
+
+
+def _fibinet_by_hand(model: nn.Module, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """The FiBiNET logit recomputed from the model's raw parameters with explicit loops."""
+    table, num = model.embedding.table.weight, model.embedding.numeric
+    offsets = field_offsets(VOCABS)
+    e = torch.stack([table[offsets[f] + ids[:, f]] for f in range(5)] + [dense[:, :1] * num[0]], dim=1)
+    f_count = e.shape[1]
+    s = model.senet
+    z = e.mean(dim=2)
+    h = z @ s.squeeze.weight.T + (s.squeeze.bias if s.squeeze.bias is not None else 0)
+    a = h.clamp(min=0) @ s.excite.weight.T + (s.excite.bias if s.excite.bias is not None else 0)
+    a = torch.sigmoid(a) if model.released else a.clamp(min=0)
+    v = e * a.unsqueeze(-1)
+
+    def bilinear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # field_all
+        return torch.cat([(x[:, i] @ w[0]) * x[:, j] for i in range(f_count) for j in range(i + 1, f_count)], dim=1)
+
+    q = bilinear(v, model.bilinear_senet.weight)
+    x = torch.cat([e.flatten(1), q], dim=1) if model.released else torch.cat(
+        [bilinear(e, model.bilinear_embed.weight), q], dim=1)
+    for layer in model.mlp.net:
+        x = layer(x)
+    logit = x[:, 0]
+    if not model.released:
+        fo = model.first_order
+        logit = logit + fo.bias + sum(fo.weight.weight[offsets[f] + ids[:, f], 0] for f in range(5)) \
+            + dense[:, 0] * fo.numeric_weight[0]
+    return logit
+
+
+@pytest.mark.parametrize("variant", ["paper", "released"])
+def test_fibinet_logit_by_hand(variant: str, fm: FeatureMap) -> None:
+    torch.manual_seed(0)
+    model = build_model(small_cfg("fibinet", embed_dim=3, hidden_units=(8, 4), fibinet_variant=variant), fm).double()
+    with torch.no_grad():  # away from init so every term (first order, SENET gate) matters
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    ids, dense, _ = make_batch(16)
+    dense = dense.double()
+    assert (model.first_order is None) == (variant == "released")
+    assert torch.allclose(model(ids, dense), _fibinet_by_hand(model, ids, dense), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant, kind", FIBINET_VARIANTS)
+def test_fibinet_variants_forward_and_every_parameter_gets_a_gradient(variant: str, kind: str,
+                                                                       fm: FeatureMap) -> None:
+    ids, dense, y = make_batch(64)
+    torch.manual_seed(0)
+    cfg = small_cfg("fibinet", fibinet_variant=variant, bilinear_type=kind)
+    model = build_model(cfg, fm)
+    z = model(ids, dense)
+    assert z.shape == (64,) and torch.isfinite(z).all()
+    pairs = 6 * 5 // 2  # 5 categorical fields + 1 numeric
+    tower_in = (6 * 8 + pairs * 8) if variant == "released" else 2 * pairs * 8
+    assert model.mlp.net[0].in_features == tower_in
+    nn.functional.binary_cross_entropy_with_logits(z, y).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_grad == []
+
+
+def test_fibinet_needs_two_fields() -> None:
+    one = FeatureMap("one", (FieldSpec("u", vocab_size=10),))
+    with pytest.raises(ConfigError, match="at least 2 fields"):
+        build_model(small_cfg("fibinet"), one)
+
+
+def test_bad_bilinear_type_names_the_key(fm: FeatureMap) -> None:
+    from crossadapt.config import from_dict
+
+    with pytest.raises(ConfigError, match="model.bilinear_type"):
+        from_dict(ModelConfig, {"name": "fibinet", "bilinear_type": "field_pair"}, prefix="model")
+
+
+# ---------------------------------------------------------------- layer norm in the tower
+
+
+def test_mlp_with_layer_norm_order() -> None:
+    mlp = MLP(10, (16, 8), layer_norm=True, output_dim=1)
+    kinds = [type(m).__name__ for m in mlp.net]
+    assert kinds == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"]
+    assert all(m.bias is not None for m in mlp.net if isinstance(m, nn.Linear))
+    with pytest.raises(ConfigError, match="at most one normalisation"):
+        MLP(10, (4,), batch_norm=True, layer_norm=True)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "lr"])
+def test_layer_norm_reaches_every_tower(name: str, fm: FeatureMap) -> None:
+    """``model.layer_norm`` puts one LayerNorm after each hidden Linear of every model's tower."""
+    model = build_model(small_cfg(name, layer_norm=True), fm)
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    assert [m.normalized_shape for m in norms] == [(32,), (16,)]
+    assert not any(isinstance(m, nn.LayerNorm) for m in build_model(small_cfg(name), fm).modules())

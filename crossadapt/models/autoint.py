@@ -9,7 +9,7 @@ from crossadapt.config import ModelConfig
 from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models.embedding import FeatureEmbedding
-from crossadapt.models.layers import MLP, MultiHeadSelfAttention
+from crossadapt.models.layers import MultiHeadSelfAttention, mlp_tower
 
 
 class AutoInt(nn.Module):
@@ -19,7 +19,7 @@ class AutoInt(nn.Module):
     ``hidden_units=()`` gives plain AutoInt. ``attention_dim`` is the total width of a layer's
     output (``attention_dim // num_heads`` per head).
     Reads ``embed_dim``, ``num_attention_layers``, ``num_heads``, ``attention_dim``,
-    ``hidden_units``, ``dropout``, ``batch_norm``.
+    ``hidden_units``, ``dropout``, ``batch_norm``, ``layer_norm``.
 
     Example::
 
@@ -39,7 +39,7 @@ class AutoInt(nn.Module):
         )
         self.att_head = nn.Linear(num_fields * cfg.attention_dim, 1)
         self.mlp = (
-            MLP(num_fields * cfg.embed_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm, output_dim=1)
+            mlp_tower(num_fields * cfg.embed_dim, cfg, output_dim=1)
             if cfg.hidden_units
             else None
         )

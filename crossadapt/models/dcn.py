@@ -8,14 +8,14 @@ from torch import nn
 from crossadapt.config import ModelConfig
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models.embedding import FeatureEmbedding
-from crossadapt.models.layers import MLP, CrossNet
+from crossadapt.models.layers import CrossNet, mlp_tower
 
 
 class DCN(nn.Module):
     """``logit = w . [CrossNet(x0), MLP(x0)] + b`` with ``x0 = concat_f e_f``.
 
     ``hidden_units=()`` drops the deep tower (cross network only).
-    Reads ``embed_dim``, ``num_cross_layers``, ``hidden_units``, ``dropout``, ``batch_norm``.
+    Reads ``embed_dim``, ``num_cross_layers``, ``hidden_units``, ``dropout``, ``batch_norm``, ``layer_norm``.
 
     Example::
 
@@ -31,7 +31,7 @@ class DCN(nn.Module):
         self.embedding = FeatureEmbedding(feature_map, cfg.embed_dim)
         flat_dim = self.embedding.num_fields * cfg.embed_dim
         self.cross = self.cross_network(flat_dim, cfg.num_cross_layers)
-        self.deep = MLP(flat_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm) if cfg.hidden_units else None
+        self.deep = mlp_tower(flat_dim, cfg) if cfg.hidden_units else None
         self.head = nn.Linear(flat_dim + (self.deep.output_dim if self.deep is not None else 0), 1)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:

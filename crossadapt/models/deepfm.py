@@ -8,7 +8,7 @@ from torch import nn
 from crossadapt.config import ModelConfig
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models.embedding import FeatureEmbedding
-from crossadapt.models.layers import MLP, FirstOrder, FMInteraction
+from crossadapt.models.layers import FirstOrder, FMInteraction, mlp_tower
 
 
 class DeepFM(nn.Module):
@@ -16,7 +16,7 @@ class DeepFM(nn.Module):
 
     The first-order weights are their own 1-d table (``first_order``), not part of ``embedding``:
     projection and the phase-1 freeze touch the shared embedding only.
-    Reads ``embed_dim``, ``hidden_units``, ``dropout``, ``batch_norm``.
+    Reads ``embed_dim``, ``hidden_units``, ``dropout``, ``batch_norm``, ``layer_norm``.
 
     Example::
 
@@ -30,7 +30,7 @@ class DeepFM(nn.Module):
         self.first_order = FirstOrder(feature_map)
         self.fm = FMInteraction()
         flat_dim = self.embedding.num_fields * cfg.embed_dim
-        self.mlp = MLP(flat_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm, output_dim=1)
+        self.mlp = mlp_tower(flat_dim, cfg, output_dim=1)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
         """(B, F_cat), (B, F_num) -> logits (B,)."""

@@ -8,13 +8,13 @@ from torch import nn
 from crossadapt.config import ModelConfig
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models.embedding import FeatureEmbedding
-from crossadapt.models.layers import MLP
+from crossadapt.models.layers import mlp_tower
 
 
 class DNN(nn.Module):
     """``logit = MLP(concat_f e_f)``.
 
-    Reads ``embed_dim``, ``hidden_units``, ``dropout``, ``batch_norm``.
+    Reads ``embed_dim``, ``hidden_units``, ``dropout``, ``batch_norm``, ``layer_norm``.
 
     Example::
 
@@ -26,7 +26,7 @@ class DNN(nn.Module):
         super().__init__()
         self.embedding = FeatureEmbedding(feature_map, cfg.embed_dim)
         flat_dim = self.embedding.num_fields * cfg.embed_dim
-        self.mlp = MLP(flat_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm, output_dim=1)
+        self.mlp = mlp_tower(flat_dim, cfg, output_dim=1)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
         """(B, F_cat), (B, F_num) -> logits (B,)."""

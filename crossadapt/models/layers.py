@@ -1,5 +1,6 @@
 """Named building blocks of the model zoo: MLP, FM, CrossNet (DCN), CrossNetV2 (DCNv2), CIN
-(xDeepFM), the AutoInt interacting layer and the first-order (LR) term.
+(xDeepFM), the AutoInt interacting layer, SENET and the bilinear interaction (FiBiNET) and the
+first-order (LR) term.
 
 Every block is vectorised over the batch: the only Python loops run over layers. Shapes use
 ``B`` batch, ``F`` embedded fields (categorical plus numeric), ``d`` embedding size and
@@ -14,13 +15,14 @@ import torch
 import torch.nn.functional as fn
 from torch import nn
 
+from crossadapt.config import ModelConfig
 from crossadapt.errors import ConfigError, DataError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models.embedding import field_offsets
 
 
 class MLP(nn.Module):
-    """Feed-forward tower: ``[Linear -> (BatchNorm) -> ReLU -> (Dropout)] * len(hidden_units)``,
+    """Feed-forward tower: ``[Linear -> (BatchNorm | LayerNorm) -> ReLU -> (Dropout)] * len(hidden_units)``,
     then an optional linear output layer.
 
     Args:
@@ -30,6 +32,9 @@ class MLP(nn.Module):
         batch_norm: batch norm before every hidden activation.
         output_dim: size of a final linear layer without activation; ``None``: none
             (the tower then ends on the last hidden layer, of size ``self.output_dim``).
+        layer_norm: layer norm before every hidden activation (not with ``batch_norm``). It
+            re-centres every layer's pre-activations per row, so a narrow layer cannot drift to
+            all-negative inputs (dead ReLUs) the way a plain one can.
 
     Example:
         >>> MLP(32, (64, 16), output_dim=1)(torch.randn(8, 32)).shape
@@ -43,14 +48,18 @@ class MLP(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         output_dim: int | None = None,
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
+        if batch_norm and layer_norm:
+            raise ConfigError("model.batch_norm and model.layer_norm: choose at most one normalisation")
         layers: list[nn.Module] = []
         dim = int(input_dim)
         for i, h in enumerate(hidden_units):
             if h < 1:
                 raise ConfigError(f"model.hidden_units[{i}]: must be >= 1, got {h}")
-            # No Linear bias under batch norm: BN's own shift makes it redundant.
+            # No Linear bias under batch norm: BN's own shift makes it redundant. Under layer norm
+            # it is not (LN removes only its mean over the layer), so it stays, as in the released code.
             linear = nn.Linear(dim, h, bias=not batch_norm)
             # He init fits the ReLU that follows (PyTorch's default is ~1/3 of the variance).
             nn.init.kaiming_uniform_(linear.weight, nonlinearity="relu")
@@ -59,6 +68,8 @@ class MLP(nn.Module):
             layers.append(linear)
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))
+            if layer_norm:
+                layers.append(nn.LayerNorm(h))
             layers.append(nn.ReLU())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -72,6 +83,18 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, input_dim) -> (B, output_dim)."""
         return self.net(x)
+
+
+def mlp_tower(input_dim: int, cfg: ModelConfig, output_dim: int | None = None) -> MLP:
+    """The DNN tower of model config ``cfg`` (the one place that reads ``hidden_units``,
+    ``dropout``, ``batch_norm`` and ``layer_norm`` for every model of the zoo).
+
+    Example:
+        >>> mlp_tower(32, ModelConfig(hidden_units=(8,), layer_norm=True), output_dim=1)(torch.randn(4, 32)).shape
+        torch.Size([4, 1])
+    """
+    return MLP(input_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm, output_dim=output_dim,
+               layer_norm=cfg.layer_norm)
 
 
 class FMInteraction(nn.Module):
@@ -209,6 +232,82 @@ class MultiHeadSelfAttention(nn.Module):
         att = fn.scaled_dot_product_attention(q, k, v)  # (B, heads, F, head_dim), fused kernel
         att = att.transpose(1, 2).reshape(b, f, self.output_dim)
         return torch.relu(att + self.residual(e))
+
+
+class SENET(nn.Module):
+    """Squeeze-and-excitation over fields (FiBiNET): a learned weight per field and example.
+
+    ``z_f = mean_k e_{f,k}`` (squeeze), ``a = act(W2 ReLU(W1 z))`` (excitation, ``W1`` of shape
+    ``(max(1, F // reduction), F)``), ``out_f = a_f * e_f`` (re-weight). The paper uses ReLU for both
+    activations and no biases; ``excitation="sigmoid"`` with ``bias=True`` is the released CrossAdapt
+    code's variant (the image SE-Net's gate).
+
+    Example:
+        >>> SENET(num_fields=6, reduction=3)(torch.randn(2, 6, 4)).shape
+        torch.Size([2, 6, 4])
+    """
+
+    def __init__(self, num_fields: int, reduction: int, excitation: str = "relu", bias: bool = False) -> None:
+        super().__init__()
+        if reduction < 1:
+            raise ConfigError(f"model.senet_reduction: must be >= 1, got {reduction}")
+        if excitation not in ("relu", "sigmoid"):
+            raise ConfigError(f"SENET excitation must be 'relu' or 'sigmoid', got {excitation!r}")
+        hidden = max(1, num_fields // reduction)
+        self.squeeze = nn.Linear(num_fields, hidden, bias=bias)
+        self.excite = nn.Linear(hidden, num_fields, bias=bias)
+        self.gate = torch.relu if excitation == "relu" else torch.sigmoid
+
+    def field_weights(self, e: torch.Tensor) -> torch.Tensor:
+        """(B, F, d) -> the excitation weights ``a`` (B, F)."""
+        return self.gate(self.excite(torch.relu(self.squeeze(e.mean(dim=2)))))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        """(B, F, d) -> (B, F, d)."""
+        return e * self.field_weights(e).unsqueeze(-1)
+
+
+#: Bilinear weight sharing of FiBiNET: one matrix for all fields, one per field, one per field pair.
+BILINEAR_TYPES = ("field_all", "field_each", "field_interaction")
+
+
+class BilinearInteraction(nn.Module):
+    """FiBiNET's bilinear interaction: ``p_ij = (e_i W) ⊙ e_j`` for every field pair ``i < j``.
+
+    ``W`` is one ``d x d`` matrix (``field_all``), ``W_i`` per left field (``field_each``; the last
+    field is never on the left, so ``F - 1`` matrices: no parameter without a gradient), or
+    ``W_ij`` per pair (``field_interaction``). Pairs are gathered with index tensors, not a loop.
+
+    Example:
+        >>> BilinearInteraction(4, 3, "field_each")(torch.randn(2, 4, 3)).shape  # 6 pairs
+        torch.Size([2, 6, 3])
+    """
+
+    def __init__(self, num_fields: int, embed_dim: int, kind: str = "field_all") -> None:
+        super().__init__()
+        if kind not in BILINEAR_TYPES:
+            raise ConfigError(f"model.bilinear_type: must be one of {list(BILINEAR_TYPES)}, got {kind!r}")
+        if num_fields < 2:
+            raise ConfigError(f"the bilinear interaction needs at least 2 fields, the feature map has {num_fields}")
+        left, right = torch.triu_indices(num_fields, num_fields, offset=1)
+        # Not persistent: derived from the field count, so checkpoints hold only the weights.
+        self.register_buffer("left", left, persistent=False)
+        self.register_buffer("right", right, persistent=False)
+        self.kind = kind
+        self.num_pairs = int(left.numel())
+        count = {"field_all": 1, "field_each": num_fields - 1, "field_interaction": self.num_pairs}[kind]
+        # std 1/sqrt(d): e W keeps the scale of e (as xavier for a square matrix).
+        self.weight = nn.Parameter(torch.randn(count, embed_dim, embed_dim) * embed_dim**-0.5)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        """(B, F, d) -> (B, F (F - 1) / 2, d), pairs in row-major order of ``i < j``."""
+        if self.kind == "field_all":
+            v = (e @ self.weight[0])[:, self.left]
+        elif self.kind == "field_each":
+            v = torch.einsum("bfd,fdk->bfk", e[:, :-1], self.weight)[:, self.left]
+        else:
+            v = torch.einsum("bpd,pdk->bpk", e[:, self.left], self.weight)
+        return v * e[:, self.right]
 
 
 class FirstOrder(nn.Module):

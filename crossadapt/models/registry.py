@@ -12,6 +12,7 @@ from crossadapt.models.dcn import DCN
 from crossadapt.models.dcnv2 import DCNv2
 from crossadapt.models.deepfm import DeepFM
 from crossadapt.models.dnn import DNN
+from crossadapt.models.fibinet import FiBiNET
 from crossadapt.models.lr import LR
 from crossadapt.models.xdeepfm import XDeepFM
 
@@ -24,6 +25,7 @@ MODEL_REGISTRY: dict[str, type[nn.Module]] = {
     "dcnv2": DCNv2,
     "xdeepfm": XDeepFM,
     "autoint": AutoInt,
+    "fibinet": FiBiNET,
 }
 
 

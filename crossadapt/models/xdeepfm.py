@@ -8,14 +8,14 @@ from torch import nn
 from crossadapt.config import ModelConfig
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models.embedding import FeatureEmbedding
-from crossadapt.models.layers import CIN, MLP, FirstOrder
+from crossadapt.models.layers import CIN, FirstOrder, mlp_tower
 
 
 class XDeepFM(nn.Module):
     """``logit = LR(x) + w . CIN(E) + MLP(concat_f e_f)``.
 
     ``hidden_units=()`` makes the deep part a single linear layer.
-    Reads ``embed_dim``, ``cin_layer_units``, ``hidden_units``, ``dropout``, ``batch_norm``.
+    Reads ``embed_dim``, ``cin_layer_units``, ``hidden_units``, ``dropout``, ``batch_norm``, ``layer_norm``.
 
     Example::
 
@@ -30,7 +30,7 @@ class XDeepFM(nn.Module):
         self.cin = CIN(self.embedding.num_fields, cfg.cin_layer_units)
         self.cin_head = nn.Linear(self.cin.output_dim, 1, bias=False)  # the bias is first_order's
         flat_dim = self.embedding.num_fields * cfg.embed_dim
-        self.mlp = MLP(flat_dim, cfg.hidden_units, cfg.dropout, cfg.batch_norm, output_dim=1)
+        self.mlp = mlp_tower(flat_dim, cfg, output_dim=1)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
         """(B, F_cat), (B, F_num) -> logits (B,)."""
