@@ -1,7 +1,14 @@
 """Losses for supervised training and distillation (pure torch, no Ray).
 
-``distillation_loss = BCE(y, sigmoid(z_s)) + alpha * KD(z_s, z_t)`` where KD is either the binary
-soft-label cross entropy at temperature ``T`` (scaled by ``T^2``) or the MSE between logits.
+``distillation_loss`` is, by ``form``:
+
+- ``"additive"``: ``BCE(y, sigmoid(z_s)) + alpha * KD(z_s, z_t)`` (``alpha >= 0``);
+- ``"convex"``: ``(1 - alpha) * BCE(y, sigmoid(z_s)) + alpha * KD(z_s, z_t)`` (``0 <= alpha <= 1``),
+  the released CrossAdapt code's form (alpha = 0.7, T = 4 with the soft-label KD).
+
+KD is either the binary soft-label cross entropy at temperature ``T`` (scaled by ``T^2``) or the
+MSE between logits. For the same ``alpha > 0`` the convex form equals ``(1 - alpha)`` times the
+additive one at ``alpha / (1 - alpha)``: same minimiser, gradients scaled by ``1 - alpha``.
 All losses are means over the batch. Teacher logits are always detached: the teacher never
 receives a gradient from the student's loss.
 """
@@ -14,6 +21,7 @@ import torch.nn.functional as fn
 from crossadapt.errors import ConfigError
 
 KD_KINDS = ("bce", "mse")
+LOSS_FORMS = ("additive", "convex")
 
 
 def _same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
@@ -70,14 +78,27 @@ def distillation_loss(
     alpha: float = 1.0,
     kind: str = "bce",
     temperature: float = 1.0,
+    form: str = "additive",
 ) -> torch.Tensor:
-    """``BCE(y, sigmoid(z_s)) + alpha * KD(z_s, z_t)``; labels only when ``teacher_logits`` is None.
+    """``BCE + alpha * KD`` (``form="additive"``) or ``(1 - alpha) * BCE + alpha * KD``
+    (``form="convex"``); plain BCE (labels only) when ``teacher_logits`` is None or ``alpha`` is 0.
+
+    Raises:
+        ConfigError: unknown ``form``, or ``alpha`` outside [0, 1] for the convex form.
 
     Example::
 
-        loss = distillation_loss(model(ids, dense), y, teacher(ids, dense), alpha=1.0, kind="bce", temperature=2.0)
+        loss = distillation_loss(model(ids, dense), y, teacher(ids, dense), alpha=0.7, kind="bce",
+                                 temperature=4.0, form="convex")
     """
-    loss = bce_with_logits(student_logits, labels)
-    if teacher_logits is not None and alpha != 0:
-        loss = loss + alpha * kd_loss(student_logits, teacher_logits, kind, temperature)
-    return loss
+    if form not in LOSS_FORMS:
+        raise ConfigError(f"distill.loss_form: must be one of {list(LOSS_FORMS)}, got {form!r}")
+    if form == "convex" and not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"distill.alpha: the convex loss form needs 0 <= alpha <= 1, got {alpha}")
+    bce = bce_with_logits(student_logits, labels)
+    if teacher_logits is None or alpha == 0:
+        return bce
+    kd = kd_loss(student_logits, teacher_logits, kind, temperature)
+    if form == "convex":
+        return (1.0 - alpha) * bce + alpha * kd
+    return bce + alpha * kd

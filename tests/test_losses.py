@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crossadapt.errors import ConfigError
-from crossadapt.losses import bce_with_logits, distillation_loss, kd_loss
+from crossadapt.losses import LOSS_FORMS, bce_with_logits, distillation_loss, kd_loss
 
 ZS = [1.0, -2.0, 0.5]  # student logits
 ZT = [2.0, 0.0, -1.0]  # teacher logits
@@ -110,3 +110,50 @@ def test_bad_kind_temperature_and_shapes() -> None:
 def test_float32_student_with_float64_teacher() -> None:
     z = torch.tensor(ZS)
     assert kd_loss(z, t(ZT), "bce", 2.0).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- loss forms
+
+
+def test_convex_form_is_the_released_codes_loss_by_hand() -> None:
+    """(1 - a) * BCE(y) + a * T^2 * softBCE(sigmoid(z_t / T), z_s / T) at the released a = 0.7, T = 4."""
+    a, T = 0.7, 4.0
+    bce = sum(soft_bce(y, z) for y, z in zip(Y, ZS)) / 3
+    kd = T * T * sum(soft_bce(sig(zt / T), zs / T) for zs, zt in zip(ZS, ZT)) / 3
+    got = distillation_loss(t(ZS), t(Y), t(ZT), alpha=a, kind="bce", temperature=T, form="convex").item()
+    assert got == pytest.approx((1 - a) * bce + a * kd, rel=1e-12)
+    # Frozen value of that formula, so a change of convention (no T^2, weights swapped) shows.
+    assert got == pytest.approx(7.9712446, abs=1e-6)
+
+
+def test_convex_form_with_mse_and_its_endpoints() -> None:
+    bce = bce_with_logits(t(ZS), t(Y)).item()
+    mse = 7.25 / 3
+    got = distillation_loss(t(ZS), t(Y), t(ZT), alpha=0.25, kind="mse", form="convex").item()
+    assert got == pytest.approx(0.75 * bce + 0.25 * mse, rel=1e-12)
+    assert distillation_loss(t(ZS), t(Y), t(ZT), alpha=0.0, form="convex").item() == pytest.approx(bce, rel=1e-12)
+    assert distillation_loss(t(ZS), t(Y), t(ZT), alpha=1.0, kind="mse", form="convex").item() == pytest.approx(
+        mse, rel=1e-12)
+    # No teacher: plain BCE in both forms (a scratch student is not scaled by 1 - alpha).
+    assert distillation_loss(t(ZS), t(Y), None, alpha=0.7, form="convex").item() == pytest.approx(bce, rel=1e-12)
+
+
+def test_convex_is_a_rescaled_additive_with_the_same_gradient_direction() -> None:
+    """(1 - a) BCE + a KD = (1 - a) * (BCE + a / (1 - a) KD): gradients differ by the factor 1 - a."""
+    a = 0.7
+    grads = []
+    for form, alpha in (("convex", a), ("additive", a / (1 - a))):
+        zs = t(ZS, requires_grad=True)
+        distillation_loss(zs, t(Y), t(ZT), alpha=alpha, kind="bce", temperature=4.0, form=form).backward()
+        grads.append(zs.grad)
+    assert torch.allclose(grads[0], (1 - a) * grads[1], rtol=1e-12)
+
+
+def test_loss_form_errors() -> None:
+    assert LOSS_FORMS == ("additive", "convex")
+    with pytest.raises(ConfigError, match="distill.loss_form"):
+        distillation_loss(t(ZS), t(Y), t(ZT), form="mixed")
+    with pytest.raises(ConfigError, match="0 <= alpha <= 1"):
+        distillation_loss(t(ZS), t(Y), t(ZT), alpha=1.5, form="convex")
+    # The additive form accepts alpha > 1 as before.
+    assert math.isfinite(distillation_loss(t(ZS), t(Y), t(ZT), alpha=1.5).item())

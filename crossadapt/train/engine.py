@@ -17,11 +17,12 @@ from torch import nn
 
 from crossadapt.config import ModelConfig
 from crossadapt.data.arrays import Arrays
+from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.losses import distillation_loss
 from crossadapt.metrics import evaluate_predictions
 from crossadapt.models import build_model, load_checkpoint
-from crossadapt.models.embedding import set_embedding_trainable
+from crossadapt.models.embedding import embedding_parameters, set_embedding_trainable
 
 Tensors = dict[str, torch.Tensor]
 
@@ -109,13 +110,48 @@ def batches(n: int, batch_size: int, steps: int, generator: torch.Generator, dev
         yield perm[i * batch_size : (i + 1) * batch_size]
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float = 0.0,
+    embed_lr: float | None = None,
+    embed_weight_decay: float | None = None,
+) -> torch.optim.Optimizer:
     """Adam over the parameters that currently require grad (fused: one kernel for all of them).
 
+    With ``embed_lr`` or ``embed_weight_decay`` set (``None``: the same as ``lr`` / ``weight_decay``),
+    ``model.embedding``'s parameters (the table and the numeric vectors, what the phase-1 freeze and
+    projection touch) form their own param group, named ``"embedding"``; everything else is the
+    group ``"dense"``. One Adam with two groups is exactly the released code's two Adams (Adam's
+    state and update are per parameter; only lr and weight decay are per group), keeps one
+    ``step``/``zero_grad``/``state_dict`` for checkpoints and resumes, and stays fused. Frozen
+    embeddings (phase 1) leave the ``"embedding"`` group out. Without either setting the optimizer
+    is one group, as before (its state dicts stay loadable).
+
     The per-parameter Adam was 36 % of a CPU training step; the fused one 7 %.
+
+    Example::
+
+        opt = make_optimizer(model, lr=1e-3, embed_lr=0.1)  # the released code's settings
+        [(g["name"], g["lr"]) for g in opt.param_groups]   # [("dense", 0.001), ("embedding", 0.1)]
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=_fused_ok(params))
+    fused = _fused_ok(params)
+    if embed_lr is None and embed_weight_decay is None:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
+    if embed_lr is not None and not embed_lr > 0:
+        raise ConfigError(f"optim.embed_lr: must be > 0, got {embed_lr}")
+    if embed_weight_decay is not None and not embed_weight_decay >= 0:
+        raise ConfigError(f"optim.embed_weight_decay: must be >= 0, got {embed_weight_decay}")
+    emb_ids = {id(p) for p in embedding_parameters(model)}
+    groups = [
+        {"name": "dense", "params": [p for p in params if id(p) not in emb_ids], "lr": lr,
+         "weight_decay": weight_decay},
+        {"name": "embedding", "params": [p for p in params if id(p) in emb_ids],
+         "lr": lr if embed_lr is None else embed_lr,
+         "weight_decay": weight_decay if embed_weight_decay is None else embed_weight_decay},
+    ]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 def _fused_ok(params: list[torch.Tensor]) -> bool:
