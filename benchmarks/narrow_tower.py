@@ -36,6 +36,22 @@ def alive_units(model: torch.nn.Module, valid: engine.Tensors) -> int:
     return int((out["h"] > 0).any(dim=0).sum())
 
 
+def run(model: torch.nn.Module, job: TrainJob, train: engine.Tensors, valid: engine.Tensors,
+        embed_lr: float | None) -> dict:
+    """``engine.run_phases`` (one phase), with the embedding table at its own lr when asked."""
+    if embed_lr is None:
+        return engine.run_phases(model, job, train, valid, None)
+    n = train["ids"].shape[0]
+    opt = engine.make_optimizer(model, job.phases[0].lr, embed_lr=embed_lr)
+    gen, history = torch.Generator(), []
+    for epoch in range(job.phases[0].epochs):
+        gen.manual_seed(job.seed * 1_000_003 + epoch)
+        engine.train_steps(model, opt, train, engine.batches(n, job.batch_size, -(-n // job.batch_size), gen, "cpu"),
+                           None, job)
+        history.append({"valid_auc": engine.evaluate(model, valid)["auc"]})
+    return {"history": history}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -44,6 +60,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--lr", type=float, default=2e-3, help="optim.lr default")
     ap.add_argument("--batch", type=int, default=512, help="optim.batch_size default")
+    ap.add_argument("--embed-lr", type=float, default=None, help="embedding lr (the released code: 0.1)")
     ap.add_argument("--hidden", type=int, nargs="+", default=[64, 32, 4])
     ap.add_argument("--embed-dim", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=1000)
@@ -68,7 +85,7 @@ def main() -> None:
                                phases=(Phase(epochs=args.epochs, lr=args.lr),), batch_size=args.batch,
                                patience=args.epochs, seed=seed)
                 model = engine.build_job_model(job, fm, "cpu")
-                state = engine.run_phases(model, job, train, valid, None)
+                state = run(model, job, train, valid, args.embed_lr)
                 aucs = [round(h["valid_auc"], 4) for h in state["history"]]
                 row = {"layer_norm": layer_norm, "seed": seed, "valid_auc": aucs, "best": max(aucs),
                        "alive_last_layer": alive_units(model, valid)}
