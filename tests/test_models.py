@@ -507,3 +507,23 @@ def test_narrow_paper_teacher_tower_learns(layer_norm: bool, fm: FeatureMap) -> 
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0], losses[-1] / losses[0]
+
+
+@pytest.mark.parametrize("variant, kind", [("paper", "field_each"), ("released", "field_interaction")])
+def test_fibinet_checkpoint_round_trip(variant: str, kind: str, fm: FeatureMap, tmp_path) -> None:
+    """The pair indices are derived buffers (not saved); the weights and config come back exactly."""
+    from crossadapt.models import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = small_cfg("fibinet", fibinet_variant=variant, bilinear_type=kind, layer_norm=True, senet_reduction=2)
+    model = build_model(cfg, fm)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.eval()
+    assert not any("left" in k or "right" in k for k in model.state_dict())
+    ck = load_checkpoint(save_checkpoint(tmp_path / "f.pt", model, cfg, fm), expected_feature_map=fm)
+    assert ck.model_cfg == cfg
+    ids, dense, _ = make_batch(32)
+    with torch.no_grad():
+        assert torch.equal(ck.model(ids, dense), model(ids, dense))

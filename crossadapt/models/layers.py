@@ -32,9 +32,9 @@ class MLP(nn.Module):
         batch_norm: batch norm before every hidden activation.
         output_dim: size of a final linear layer without activation; ``None``: none
             (the tower then ends on the last hidden layer, of size ``self.output_dim``).
-        layer_norm: layer norm before every hidden activation (not with ``batch_norm``). It
-            re-centres every layer's pre-activations per row, so a narrow layer cannot drift to
-            all-negative inputs (dead ReLUs) the way a plain one can.
+        layer_norm: layer norm before every hidden activation (not with ``batch_norm``), as the
+            released CrossAdapt code's MLP: each row's pre-activations re-centred and re-scaled
+            per layer (then its own gain and shift).
 
     Example:
         >>> MLP(32, (64, 16), output_dim=1)(torch.randn(8, 32)).shape
