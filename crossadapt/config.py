@@ -85,9 +85,10 @@ class ModelConfig:
     dropout: float = 0.0
     batch_norm: bool = False
     # Linear -> LayerNorm -> ReLU in every hidden layer of the DNN tower, as the released CrossAdapt
-    # code's MLP. Off by default: on the synthetic 26-field world the narrow teacher (d=8,
-    # [64, 32, 4]) trained on all 12 seeds without it and learned slower with it (valid AUC after 2
-    # epochs 0.616 +- 0.001 vs 0.597 +- 0.020; benchmarks/narrow_tower.py).
+    # code's MLP. Off by default: on synthetic 26-field worlds the narrow teacher (d=8, [64, 32, 4])
+    # trained on every seed without it; with it, it learned slower on 80 k rows (valid AUC after 2
+    # epochs 0.616 +- 0.001 vs 0.597 +- 0.020, 12 seeds) and was within the spread on 400 k rows
+    # (0.706 +- 0.008 vs 0.712 +- 0.003, 3 seeds); benchmarks/narrow_tower.py.
     layer_norm: bool = False
     num_cross_layers: int = 3
     cin_layer_units: tuple[int, ...] = (64, 64)
