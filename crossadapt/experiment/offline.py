@@ -48,7 +48,7 @@ def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, 
     return engine.evaluate(model, data)
 
 
-def evaluate_student(path: str, fm: FeatureMap, data: A.Arrays, test_periods) -> dict[str, float]:
+def evaluate_student(path: str, fm: FeatureMap, data: A.Arrays, test_periods: tuple[int, int]) -> dict[str, float]:
     """Test metrics of a student checkpoint; its test scores are saved beside it for the paired tests
     (``crossadapt.experiment.paired``), from the same float32 probabilities the metrics come from."""
     model = load_checkpoint(path, expected_feature_map=fm).model

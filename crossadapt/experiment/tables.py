@@ -85,7 +85,7 @@ def paired_table(results: dict[str, Any]) -> list[str]:
         return []
     ref, alpha = block["reference"], block["alpha"]
     lines = [f"| method | ΔAUC vs {ref} per seed (DeLong p) | mean ΔAUC ± std | exceeds seed spread? | "
-             f"p < {alpha:g} at | verdict |", "|---|---|---|---|---|---|"]
+             f"p < {alpha:g}, sign of the mean | verdict |", "|---|---|---|---|---|---|"]
     for m, b in block["methods"].items():
         seeds = ", ".join(f"s{x['seed']}: {x['delta_auc']:+.4f} ({_p(x['p'])})" for x in b["per_seed"])
         exceeds = _yes_no(b["exceeds_spread"])
