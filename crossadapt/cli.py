@@ -130,6 +130,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tables(args: argparse.Namespace) -> int:
+    from crossadapt.experiment.compare import load_results
+    from crossadapt.experiment.tables import tables_markdown
+
+    print(tables_markdown(load_results(args.run_dir)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from crossadapt.experiment.run import run_experiment
 
@@ -193,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("compare", help="side-by-side table of experiment folders (their results.json)")
     sp.add_argument("run_dirs", nargs="+", help="experiment folders (out_dir of earlier runs)")
     sp.set_defaults(func=cmd_compare)
+
+    sp = sub.add_parser("tables", help="the README's result tables (Markdown) from a run folder's results.json")
+    sp.add_argument("run_dir", help="an experiment folder (out_dir of an earlier run)")
+    sp.set_defaults(func=cmd_tables)
 
     sp = sub.add_parser("demo", help="the whole pipeline on synthetic logs: results.json + report.md")
     common(sp)

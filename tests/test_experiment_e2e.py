@@ -107,3 +107,29 @@ def test_one_wandb_offline_run_per_method_and_seed(experiment):
     assert {r["group"] for r in runs.values()} == {"e2e"}
     assert runs["crossadapt-seed1"]["job_type"] == "crossadapt"
     assert runs["crossadapt-seed1"]["summary"]["auc"] > 0.55
+
+
+def test_paired_tests_against_crossadapt_on_the_saved_test_scores(experiment):
+    import numpy as np
+
+    from crossadapt.experiment.tables import tables_markdown
+
+    cfg, _ = experiment
+    on_disk = json.loads((Path(cfg.out_dir) / "results.json").read_text())
+    block = on_disk["paired_tests"]
+    assert block["reference"] == "crossadapt" and block["rows"] == 3000 and block["test_periods"] == [5]
+    assert set(block["methods"]) == set(OFFLINE) - {"crossadapt"}
+    for method, b in block["methods"].items():
+        by_seed = dict(zip(on_disk["offline"][method]["seed"], on_disk["offline"][method]["auc"]))
+        ref = dict(zip(on_disk["offline"]["crossadapt"]["seed"], on_disk["offline"]["crossadapt"]["auc"]))
+        assert [x["seed"] for x in b["per_seed"]] == list(SEEDS)
+        for x in b["per_seed"]:
+            # the saved float32 scores are the ones the test metrics came from: the same AUCs exactly
+            assert (x["auc"], x["reference_auc"]) == (by_seed[x["seed"]], ref[x["seed"]]), method
+            assert 0 <= x["p"] <= 1
+        assert b["verdict"] in ("real", "within noise")
+    for r in on_disk["offline_records"]:
+        scores = np.load(Path(r["checkpoint"]).with_name("test_scores.npy"))
+        assert scores.dtype == np.float32 and scores.shape == (3000,)
+    text = tables_markdown(on_disk)
+    assert "### Paired tests against CrossAdapt" in text and "exceeds spread?" in text

@@ -18,8 +18,10 @@ from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.data import ray_data
+from crossadapt.experiment import paired
 from crossadapt.experiment.methods import get_method, phases_for
 from crossadapt.featuremap import FeatureMap
+from crossadapt.metrics import evaluate_predictions
 from crossadapt.models import load_checkpoint
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
@@ -44,6 +46,15 @@ def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, 
     """Test metrics of a checkpoint (its feature map must match the data's)."""
     model = load_checkpoint(path, expected_feature_map=fm).model
     return engine.evaluate(model, data)
+
+
+def evaluate_student(path: str, fm: FeatureMap, data: A.Arrays, test_periods: tuple[int, int]) -> dict[str, float]:
+    """Test metrics of a student checkpoint; its test scores are saved beside it for the paired tests
+    (``crossadapt.experiment.paired``), from the same float32 probabilities the metrics come from."""
+    model = load_checkpoint(path, expected_feature_map=fm).model
+    scores = engine.predict_proba(model, data)
+    paired.save_test_scores(path, scores, data["label"], A.period_range(test_periods))
+    return evaluate_predictions(data["label"], scores)
 
 
 def history_datasets(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[ray.data.Dataset, ray.data.Dataset]:
@@ -166,7 +177,7 @@ def run_students(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str, init_
                         storage_dir=out_dir)
     records = []
     for (name, seed), outcome in zip(pairs, outcomes):
-        metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test)
+        metrics = evaluate_student(outcome.best_checkpoint, fm, test, cfg.data.test_periods)
         # Projection is part of CrossAdapt's cost: charge it to every method that uses it.
         extra = projection_seconds if get_method(name).projection else 0.0
         records.append({

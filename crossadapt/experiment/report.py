@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from crossadapt import atomic  # noqa: E402
+from crossadapt.experiment import tables  # noqa: E402
 from crossadapt.metrics import mean_std  # noqa: E402
 
 
@@ -80,15 +81,14 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
                   f"trained in {t['train_seconds']:.1f} s.", ""]
     offline = results.get("offline")
     if offline:
-        lines += ["## Offline transfer", "",
-                  "| method | AUC | LogLoss | bias | train s | samples |", "|---|---|---|---|---|---|"]
-        for m, b in offline.items():
-            a, la, bi, ts = mean_std(b["auc"]), mean_std(b["logloss"]), mean_std(b["bias"]), mean_std(b["train_seconds"])
-            lines.append(f"| {m} | {a[0]:.4f} ± {a[1]:.4f} | {la[0]:.4f} ± {la[1]:.4f} | {bi[0]:+.3f} ± {bi[1]:.3f} "
-                         f"| {ts[0]:.1f} ± {ts[1]:.1f} | {int(np.mean(b['samples']))} |")
-        lines += ["", f"Mean ± sample std over seeds {offline[next(iter(offline))].get('seed', [])}. "
+        lines += ["## Offline transfer", "", *tables.offline_table(results)]
+        lines += ["", f"Mean ± sample std over seeds {offline[next(iter(offline))].get('seed', [])}; ΔAUC per seed "
+                  f"against {tables.REFERENCE} of the same seed; exceeds spread: {tables.SPREAD_RULE}. "
                   "Train seconds: teacher inference + optimisation + validation inside the workers "
                   "(+ projection for the methods that use it); Ray start-up excluded.", ""]
+        paired = tables.paired_table(results)
+        if paired:  # which differences are real, on the same test rows
+            lines += ["### Paired tests against CrossAdapt", "", *paired, "", *tables.paired_note(results), ""]
         _bar(offline, "auc", "test AUC", out / "offline_auc.png",
              (f"teacher {t['auc']:.4f}", t["auc"]) if t else None)
         _bar(offline, "train_seconds", "train seconds", out / "offline_time.png")

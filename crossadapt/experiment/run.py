@@ -7,8 +7,10 @@ from pathlib import Path
 
 from crossadapt import atomic, storage
 from crossadapt.config import ExperimentConfig, to_dict
+from crossadapt.data import arrays as A
 from crossadapt.errors import ConfigError
 from crossadapt.experiment.compare import RESULTS_FILE
+from crossadapt.experiment.paired import paired_tests
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
 from crossadapt.experiment.track import track_offline, track_online, track_report
@@ -30,6 +32,7 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
     tracker = Tracker(cfg.tracking, out)
     if "offline" in stages:
         results.update(run_offline(cfg, fm, out))
+        _add_paired_tests(cfg, fm, results)
         atomic.write_json(out / RESULTS_FILE, results)
         track_offline(tracker, cfg, results)
     if "online" in stages:
@@ -82,6 +85,18 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
                               "student_checkpoint": student_ckpt, "stream_periods": list(cfg.data.stream_periods)}
     atomic.write_json(Path(cfg.out_dir) / RESULTS_FILE, results)
     track_online(tracker, cfg, results)
+
+
+def _add_paired_tests(cfg: ExperimentConfig, fm, results: dict) -> None:
+    """The ``paired_tests`` block: every offline student against CrossAdapt's of its seed (DeLong), from
+    the test scores saved beside the checkpoints of ``results["offline_records"]``."""
+    from crossadapt.experiment.offline import test_arrays
+
+    block = paired_tests(results["offline_records"], test_arrays(cfg, fm)["label"],
+                         A.period_range(cfg.data.test_periods))
+    results.pop("paired_tests", None)  # no crossadapt among the methods: no block
+    if block is not None:
+        results["paired_tests"] = block
 
 
 def _crossadapt_student(results: dict) -> str:

@@ -119,6 +119,7 @@ class OnlineStream:
         }, sort_keys=True).encode()).hexdigest()
         self.student = self.teacher = None
         self.restarts = 0
+        self.on_step: Callable[[int, int], None] | None = None
 
     # ------------------------------------------------------------ state
 
@@ -196,13 +197,16 @@ class OnlineStream:
 
     # ------------------------------------------------------------ the stream
 
-    def run(self, on_window: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def run(self, on_window: Callable[[dict[str, Any]], None] | None = None,
+            on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Replay every period not yet committed; returns the method's results block.
 
         ``on_window`` is called with each new window once its period is committed (Tune trials
-        report through it).
+        report through it); ``on_step(period, steps)`` each time the steps of a period so far have
+        been sent to the actors (fault tests kill an actor there, at an exact step count).
         """
         t0 = time.perf_counter()
+        self.on_step = on_step
         state = self._load()
         if state is not None and state["next"] > 0:
             _say(f"online {self.method}: resuming at period {self.periods[state['next']] if state['next'] < len(self.periods) else 'end'}")
@@ -292,6 +296,8 @@ class OnlineStream:
             z = self.teacher.soft_labels_many.remote(b) if spec.kd else None
             inflight.append(self.student.train_steps.remote(b, z))
             chunk = []
+            if self.on_step is not None:
+                self.on_step(k, step - committed["step"])
             if exchange_now:
                 # Nothing waits here: calls to one actor run in the order they were made, so the
                 # snapshot follows this step, the update follows the snapshot, and every later

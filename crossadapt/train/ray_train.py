@@ -23,7 +23,7 @@ import torch.distributed as dist
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from crossadapt import atomic
+from crossadapt import atomic, faults
 from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
 from crossadapt.featuremap import FeatureMap
@@ -141,6 +141,8 @@ def _run_job(
     teacher_seconds = time.perf_counter() - t0
     coll = _collective(rank, world, device)
     last_ckpt = [time.perf_counter()]
+    # the (phase, epoch) this attempt started from after a worker failure, None on a first attempt
+    resumed_from = None if saved is None else {k: saved["state"][k] for k in ("phase", "epoch")}
 
     def on_epoch(record: dict, state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
                  improved: bool, done: bool) -> None:
@@ -149,11 +151,13 @@ def _run_job(
         if rank == 0:  # where a long run is, and which process runs it (to watch it, or kill it in tests)
             atomic.write_json(run_dir / "progress.json", {"pid": os.getpid(), "job": job.name, "phase": state["phase"],
                                                         "epoch": state["epoch"], "samples": state["samples"],
-                                                        "done": done})
+                                                        "done": done, "resumed_from": resumed_from})
         # Every rank must report at the same epochs: rank 0's clock decides.
         if coll.broadcast(done or time.perf_counter() - last_ckpt[0] >= job.checkpoint_interval_s):
             _report(model, opt, state, record, rank, job_index)  # Ray Train sees checkpoints only
             last_ckpt[0] = time.perf_counter()
+        # a fault test may hold this rank here, after the epoch and its report, to kill it
+        faults.pause_point(run_dir, rank=rank, phase=record["phase"], epoch=record["epoch"])
 
     state = engine.run_phases(model, job, train, valid, teacher_logits, coll, saved, on_epoch)
     if rank == 0:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from crossadapt import faults
 from crossadapt.config import ModelConfig, ResourcesConfig, SyntheticConfig
 from crossadapt.data import arrays as A
 from crossadapt.data import ray_data
@@ -24,23 +25,51 @@ from crossadapt.train.engine import Phase, TrainJob
 from crossadapt.train.ray_train import fit
 
 
-def _kill_when(path: Path, ready, timeout: float = 120.0) -> threading.Thread:
-    """A thread that SIGKILLs the pid in ``path`` (JSON with "pid") once ``ready(progress)`` holds."""
+def _wait_gone(pid: int, timeout: float = 60.0) -> bool:
+    """True once ``pid`` no longer exists (a SIGKILLed process is reaped by its parent, the raylet)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kill_at_pause(directory: Path, killed: dict, timeout: float = 600.0) -> threading.Thread:
+    """A thread that waits for the process paused in ``directory`` (``faults.PAUSED_FILE``), SIGKILLs
+    it and records ``{"pid", "at", "gone"}`` in ``killed``. The process waits at its pause point,
+    so the kill lands exactly there."""
     def run() -> None:
-        end = time.time() + timeout
-        while time.time() < end:
-            try:
-                progress = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                progress = None
-            if progress and ready(progress):
-                os.kill(progress["pid"], signal.SIGKILL)
-                return
+        paused = directory / faults.PAUSED_FILE
+        end = time.monotonic() + timeout
+        while not paused.exists() and time.monotonic() < end:
             time.sleep(0.05)
+        if paused.exists():
+            info = json.loads(paused.read_text())
+            os.kill(info["pid"], signal.SIGKILL)
+            killed.update(info, gone=_wait_gone(info["pid"]))
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
+
+
+def test_pause_point_waits_once_where_asked_and_nowhere_else(tmp_path):
+    faults.pause_point(tmp_path, phase=1, epoch=0)  # nothing asked: no wait, no file
+    assert not (tmp_path / faults.PAUSED_FILE).exists()
+    faults.request_pause(tmp_path, timeout_s=0.2, phase=1, epoch=0)
+    faults.pause_point(tmp_path, phase=0, epoch=1)  # another point
+    assert not (tmp_path / faults.PAUSED_FILE).exists()
+    t0 = time.monotonic()
+    faults.pause_point(tmp_path, rank=0, phase=1, epoch=0)  # extra keys do not matter
+    assert time.monotonic() - t0 >= 0.2  # it waited (nobody killed it here)
+    assert json.loads((tmp_path / faults.PAUSED_FILE).read_text()) == {"pid": os.getpid(),
+                                                                      "at": {"rank": 0, "phase": 1, "epoch": 0}}
+    t0 = time.monotonic()
+    faults.pause_point(tmp_path, rank=0, phase=1, epoch=0)  # the replay after a kill runs through
+    assert time.monotonic() - t0 < 0.2
 
 
 def test_killed_train_worker_resumes_from_its_last_checkpoint(ray_session, tmp_path):
@@ -49,6 +78,7 @@ def test_killed_train_worker_resumes_from_its_last_checkpoint(ray_session, tmp_p
                              seed=1), root)
     fm = FeatureMap.load(root)
     resources = ResourcesConfig(num_workers=2, cpus_per_worker=0.5, max_failures=2, checkpoint_interval_s=0)
+    killed: dict = {}
 
     def run(name: str, kill: bool):
         job = TrainJob(name=name, run_dir=str(tmp_path / name), model=ModelConfig(name="dnn", embed_dim=8,
@@ -56,22 +86,32 @@ def test_killed_train_worker_resumes_from_its_last_checkpoint(ray_session, tmp_p
                        batch_size=256, patience=5, seed=0, checkpoint_interval_s=0)
         train, valid = ray_data.window_split(root, [0, 1], fm, valid_fraction=0.1)
         killer = None
-        if kill:  # mid-run: during phase 2 (the second phase), after a checkpoint exists
-            killer = _kill_when(Path(job.run_dir) / "progress.json", lambda p: p["phase"] == 1 and p["epoch"] >= 1)
+        if kill:  # rank 0 after the first epoch of phase 2 and its checkpoint report
+            faults.request_pause(job.run_dir, rank=0, phase=1, epoch=0)
+            killer = _kill_at_pause(Path(job.run_dir), killed)
         out = fit(job, train, valid, resources)
         if killer:
-            killer.join(timeout=1)
-        return out
+            killer.join(timeout=5)
+        return out, json.loads((Path(job.run_dir) / "progress.json").read_text())
 
-    clean = run("clean", kill=False)
-    faulty = run("faulty", kill=True)
-    history = faulty.history
-    # every epoch ran once in the end: the killed epoch was replayed from the checkpoint before it
-    assert [(h["phase"], h["epoch"]) for h in history] == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
+    clean, clean_progress = run("clean", kill=False)
+    faulty, progress = run("faulty", kill=True)
+    # the kill happened where asked, and the process is gone
+    assert killed.get("at") == {"rank": 0, "phase": 1, "epoch": 0} and killed["gone"]
+    # Ray Train started a new worker group from a checkpoint, not from scratch. Its controller takes
+    # each worker's reports from a queue of one: the report of (1, 0) returned only once that of
+    # (0, 1) was taken, so the resume point is the state after (0, 1) or, if the controller also took
+    # the last report before the kill, after (1, 0); never earlier
+    assert clean_progress["resumed_from"] is None
+    assert progress["resumed_from"] in ({"phase": 1, "epoch": 0}, {"phase": 1, "epoch": 1})
+    assert progress["pid"] != killed["pid"] and progress["done"]
+    # every epoch ran once in the end: an epoch whose checkpoint was lost was replayed from the one before
+    assert [(h["phase"], h["epoch"]) for h in faulty.history] == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
     assert faulty.samples_seen == clean.samples_seen == 5 * 7200
+    # the same model as the unfailed run: same weights, optimizer state and batch order after the resume
     test = A.read_periods(root, [2], fm)
     auc = [engine.evaluate(load_checkpoint(o.best_checkpoint).model, test)["auc"] for o in (clean, faulty)]
-    assert auc[1] == pytest.approx(auc[0], abs=1e-4)  # same data order after the resume: same model
+    assert auc[1] == auc[0]
     assert auc[0] > 0.6
 
 
@@ -87,20 +127,33 @@ def test_killed_online_actor_replays_its_period_once(ray_session, tiny_online_wo
     clean = stream(tmp_path / "clean").run()
 
     faulty = stream(tmp_path / "faulty")
+    killed: dict = {}
+    pids: dict = {}
 
-    def kill_soon(window: dict) -> None:  # in the middle of the next period (47 steps of 64 rows)
-        if window["period"] == 5:
-            actor = faulty.student if victim == "student" else faulty.teacher
-            pid = ray.get(actor.pid.remote())
-            threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()
+    def actor():
+        return faulty.student if victim == "student" else faulty.teacher
 
-    out = faulty.run(on_window=kill_soon)
+    def kill_at_step_20(period: int, steps: int) -> None:  # period 6 has 47 steps of 64 rows
+        if period == 6 and steps >= 20 and not killed:
+            # calls to one actor run in order: this returns once the actor has done every step sent
+            # so far, so it dies with `steps` steps of period 6 done and none committed
+            pid = ray.get(actor().pid.remote())
+            os.kill(pid, signal.SIGKILL)
+            killed.update(pid=pid, steps=steps, gone=_wait_gone(pid))
+
+    def after_window(window: dict) -> None:
+        pids[window["period"]] = ray.get(actor().pid.remote())
+
+    out = faulty.run(on_window=after_window, on_step=kill_at_step_20)
+    assert killed["gone"] and 20 <= killed["steps"] < 47
+    # one restart: a new actor finished period 6 and the rest, the one before it ran period 5
     assert out["restarts"] == 1
+    assert pids[5] == killed["pid"] and pids[6] != killed["pid"] and pids[7] == pids[6]
     # no period skipped, none trained twice: the same rows and steps per period as the unfailed run
     assert [(w["period"], w["rows"], w["steps"]) for w in out["windows"]] == \
         [(w["period"], w["rows"], w["steps"]) for w in clean["windows"]] == [(5, 3000, 47), (6, 3000, 47), (7, 3000, 47)]
     assert out["steps"] == clean["steps"] == 3 * 47
     # and the same models: the replay starts from the exact committed state (weights, optimizers,
-    # reservoir, detector, random state)
+    # reservoir, detector, random state) and repeats the same float32 arithmetic in the same order
     for a, b in zip(out["windows"], clean["windows"]):
-        assert a["auc"] == pytest.approx(b["auc"], abs=1e-9) and a["teacher_version"] == b["teacher_version"]
+        assert (a["auc"], a["logloss"], a["teacher_version"]) == (b["auc"], b["logloss"], b["teacher_version"])
