@@ -157,6 +157,9 @@ class ProjectionConfig:
     """How teacher embeddings are projected to the student's dimension."""
 
     method: Literal["auto", "gram", "rsvd"] = "auto"
+    # Reduction (d_s < d_t) only: one PCA basis for all fields ("shared", keeps cross-field inner
+    # products) or one per field (each field's own geometry, cross-field products scrambled).
+    basis: Literal["shared", "per_field"] = "shared"
     num_actors: int = 2
     oversample: int = 10
     power_iters: int = 2
