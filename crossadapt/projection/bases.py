@@ -146,7 +146,10 @@ def bases_from_grams(grams: Mapping[str, Tensor], d_s: int, basis: str) -> Fitte
         V, fb.sigmas[g] = basis_from_gram(G, d_s)
         for m in members:
             fb.matrices[m] = V
-            fb.energies[m] = energies_from_gram(grams[m], V)
+            if len(members) == 1:  # its own basis: ||E V||^2 = sum of its top sigma^2
+                fb.energies[m] = (float(torch.trace(G)), float(sum(float(s) * float(s) for s in fb.sigmas[g])))
+            else:
+                fb.energies[m] = energies_from_gram(grams[m], V)
     return fb
 
 
