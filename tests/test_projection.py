@@ -256,6 +256,7 @@ def test_auto_method_switch_is_logged(caplog):
         ([("a", 0, 50), ("b", 50, 101)], "within"),
         ([("a", 0, 50), ("a", 50, 100)], "duplicate"),
         ([("__numeric__", 0, 100)], "reserved"),
+        ([("__all__", 0, 100)], "reserved"),
     ],
 )
 def test_bad_field_ranges_are_named(ranges, msg):

@@ -76,25 +76,28 @@ def _fmt(x: float | None, spec: str) -> str:
 
 
 def _projection_lines(results: dict) -> list[str]:
-    """The projection table: per table and for the whole projection (``projection_summary``), the
-    relative inner-product error within fields and across fields, cosines and energy kept."""
-    proj, summary = results.get("projection"), results.get("projection_summary") or {}
+    """The projection table: per table, then for the whole projection (``projection_summary``, on a
+    pooled sample of all tables), the relative inner-product error within fields and across fields,
+    cosines and energy kept."""
+    proj, summary = results.get("projection"), results.get("projection_summary")
     if not proj:
         return []
-    lines = ["## Projection", ""]
-    if summary:
-        lines += [f"Method {summary.get('method', '')}, basis {summary.get('basis', '')}, d {summary.get('d_t', '')} → "
-                  f"{summary.get('d_s', '')}: relative inner-product error {_fmt(summary.get('within_field_rel_error'), '.2e')} "
-                  f"within fields and {_fmt(summary.get('cross_field_rel_error'), '.2e')} across fields (pooled sample "
-                  f"of {summary.get('cross_sample_rows', '')} rows), energy kept {_fmt(summary.get('energy_kept'), '.4f')}.", ""]
-    lines += ["| table | method | basis | d_t → d_s | inner-product rel. error within field | across fields "
-              "| cos before → after | energy kept |", "|---|---|---|---|---|---|---|---|"]
+
+    def row(name: str, r: dict, within: str, cos: str) -> str:
+        return (f"| {name} | {r.get('method', '')} | {r.get('basis', '')} | {r.get('d_t', '')} → {r.get('d_s', '')} | "
+                f"{_fmt(r.get(within), '.2e')} | {_fmt(r.get('cross_field_rel_error'), '.2e')} | {cos} | "
+                f"{_fmt(r.get('energy_kept'), '.4f')} |")
+
+    lines = ["## Projection", "", "| table | method | basis | d_t → d_s | inner-product rel. error within fields "
+             "| across fields | cos before → after | energy kept |", "|---|---|---|---|---|---|---|---|"]
     for name, r in proj.items():
-        lines.append(f"| {name} | {r.get('method', '')} | {r.get('basis', '')} | {r.get('d_t', '')} → {r.get('d_s', '')} | "
-                     f"{_fmt(r.get('inner_product_rel_error'), '.2e')} | {_fmt(r.get('cross_field_rel_error'), '.2e')} | "
-                     f"{_fmt(r.get('cosine_before_mean'), '.3f')} → {_fmt(r.get('cosine_after_mean'), '.3f')} | "
-                     f"{_fmt(r.get('energy_kept'), '.4f')} |")
-    return lines + [""]
+        cos = f"{_fmt(r.get('cosine_before_mean'), '.3f')} → {_fmt(r.get('cosine_after_mean'), '.3f')}"
+        lines.append(row(name, r, "inner_product_rel_error", cos))
+    if summary:
+        lines.append(row(f"**all** ({summary.get('cross_sample_rows', '')} rows pooled)", summary,
+                         "within_field_rel_error", "–"))
+    return lines + ["", "Relative error: ||S S^T - S_s S_s^T||_F / ||S S^T||_F over sampled pairs of rows, S before "
+                    "and S_s after projection; across fields: pairs of rows of different fields.", ""]
 
 
 def write_report(results: dict, out_dir: str | Path) -> Path:

@@ -45,6 +45,7 @@ from torch import Tensor
 from crossadapt.config import ProjectionConfig
 from crossadapt.errors import CheckpointError, DataError
 from crossadapt.projection.bases import (
+    ALL_FIELDS,
     FittedBases,
     basis_groups,
     bases_from_grams,
@@ -207,8 +208,8 @@ def check_field_ranges(field_ranges: Sequence[Sequence[Any]], n_rows: int, what:
         except (TypeError, ValueError):
             raise DataError(f"{what}: field range #{i} must be (name, start, end), got {fr!r}") from None
         name, start, end = str(name), int(start), int(end)
-        if name == NUMERIC_NAME:
-            raise DataError(f"{what}: field name {NUMERIC_NAME!r} is reserved for the numeric vectors")
+        if name in (NUMERIC_NAME, ALL_FIELDS):
+            raise DataError(f"{what}: field name {name!r} is reserved (numeric vectors, shared basis)")
         if not 0 <= start < end <= n_rows:
             raise DataError(f"{what}: field {name!r} rows [{start}, {end}) must be non-empty and within [0, {n_rows})")
         out.append((name, start, end))
