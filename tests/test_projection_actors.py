@@ -48,7 +48,8 @@ def _tolerances(W: torch.Tensor, N: torch.Tensor | None, d_s: int, method: str, 
       the randomized path multiplies float32 blocks, ``E^T Q`` summed over other blocks in each run,
       an error of about ``sqrt(n) U32 sigma_1`` (probabilistic rounding bound, Higham & Mary 2019),
       which turns each basis vector by at most that over the smallest gap between the singular
-      values it separates (Wedin); directions beyond the table's rank carry no energy (``E v = 0``).
+      values it separates (Wedin), in each of the two runs; directions beyond the table's rank
+      carry no energy (``E v = 0``).
     """
     d_t = W.shape[1]
     tables = {name: W[a:b] for name, a, b in RANGES}
@@ -62,7 +63,7 @@ def _tolerances(W: torch.Tensor, N: torch.Tensor | None, d_s: int, method: str, 
             T = torch.cat([tables[m] for m in members]).double()
             s = torch.cat([torch.linalg.svdvals(T), torch.zeros(d_s + 1, dtype=torch.float64)])
             r = min(d_s, int((s > s[0] * 1e-6).sum()))
-            t += T.shape[0] ** 0.5 * float(s[0] / (s[:r] - s[1 : r + 1]).min()) * U32
+            t += 2 * T.shape[0] ** 0.5 * float(s[0] / (s[:r] - s[1 : r + 1]).min()) * U32
         out.update({m: t for m in members})
     return out
 
