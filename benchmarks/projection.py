@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from crossadapt.config import ProjectionConfig
-from crossadapt.projection import math as pm
+from crossadapt import projection as pm
 
 NAME = "projection"
 #: one H100 (DESIGN.md section 5): 50 M x 64 through the Gram matrix vs torch.svd_lowrank.

@@ -174,6 +174,12 @@ class ProjectionConfig:
     """How teacher embeddings are projected to the student's dimension."""
 
     method: Literal["auto", "gram", "rsvd"] = "auto"
+    # Reduction (d_s < d_t) only: one PCA basis for all fields ("shared", keeps cross-field inner
+    # products) or one per field (each field's own geometry, cross-field products scrambled).
+    # Quick world, teacher DNN(32) -> student d=16, crossadapt, seeds 0-2: shared won on every seed,
+    # DeepFM 0.7223 +- 0.0012 vs 0.7158 +- 0.0006, DCNv2 0.7250 +- 0.0012 vs 0.7217 +- 0.0011 AUC
+    # (inner-product error across fields 0.37 vs 2.78, within fields 0.12 vs 0.07).
+    basis: Literal["shared", "per_field"] = "shared"
     num_actors: int = 2
     oversample: int = 10
     power_iters: int = 2

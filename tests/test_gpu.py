@@ -15,7 +15,7 @@ import torch
 from crossadapt.config import ModelConfig, ProjectionConfig, ResourcesConfig, SyntheticConfig
 from crossadapt.featuremap import FeatureMap, FieldSpec
 from crossadapt.models import build_model
-from crossadapt.projection import math as pm
+from crossadapt import projection as pm
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
 

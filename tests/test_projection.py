@@ -9,15 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from crossadapt.config import ProjectionConfig
-from crossadapt.errors import DataError
-from crossadapt.projection.math import (
+from crossadapt.config import ProjectionConfig, load_config
+from crossadapt.errors import ConfigError, DataError
+from crossadapt.projection.orthonormal import fix_signs
+from crossadapt.projection import (
     NUMERIC_NAME,
     GramAccumulator,
     apply_projection,
     check_field_ranges,
     choose_method,
     expansion_matrix,
+    fit_bases,
     gram,
     iter_row_blocks,
     project_embedding_state,
@@ -28,6 +30,8 @@ from crossadapt.projection.math import (
 )
 
 F64 = torch.float64
+#: float32 unit roundoff: a float64 value rounded to float32 moves by at most U32 of itself.
+U32 = 2.0**-24
 
 
 def _table(n: int, d: int, seed: int, decay: float = 0.9, dtype=F64) -> torch.Tensor:
@@ -77,10 +81,12 @@ def test_expansion_is_seeded_and_orthonormal_rows():
 
 def test_equal_dim_is_an_exact_copy():
     E = torch.randn(100, 16)
-    res = project_embedding_state(E, [("a", 0, 40), ("b", 40, 100)], 16, ProjectionConfig())
+    res = project_embedding_state(E, [("a", 0, 40), ("b", 40, 100)], 16, ProjectionConfig(basis="per_field"))
     assert torch.equal(res.table, E)
     assert res.reports["a"]["method"] == "copy" and res.reports["a"]["inner_product_rel_error"] == 0.0
+    assert res.reports["a"]["cross_field_rel_error"] == 0.0 and res.summary["cross_field_rel_error"] == 0.0
     assert res.reports["b"]["energy_kept"] == 1.0
+    assert res.summary["basis"] == "shared"  # one matrix for all fields, whatever the config says for PCA
 
 
 # ---------------------------------------------------------------- PCA exactness
@@ -200,13 +206,14 @@ def test_fields_are_projected_independently():
     g = torch.Generator().manual_seed(7)
     E = torch.randn(500, 24, generator=g)
     ranges = [("a", 0, 200), ("b", 200, 500)]
-    cfg = ProjectionConfig()
+    cfg = ProjectionConfig(basis="per_field")
     r1 = project_embedding_state(E, ranges, 8, cfg)
     E2 = E.clone()
     E2[:200] = torch.randn(200, 24, generator=g) * 3
     r2 = project_embedding_state(E2, ranges, 8, cfg)
     assert torch.equal(r1.table[200:], r2.table[200:])
-    assert r1.reports["b"] == r2.reports["b"]
+    # b's own figures do not move; its cross-field error is about pairs with a's rows, which did
+    assert {**r1.reports["b"], "cross_field_rel_error": 0} == {**r2.reports["b"], "cross_field_rel_error": 0}
     assert torch.equal(r1.matrices["b"], r2.matrices["b"])
     assert not torch.equal(r1.table[:200], r2.table[:200])
 
@@ -221,7 +228,7 @@ def test_state_dict_input_numeric_and_json_reports():
     assert set(res.reports) == {"u", "i", NUMERIC_NAME}
     assert res.reports["u"]["sample_rows"] == 50 and res.reports["u"]["rows"] == 100
     assert res.matrices["u"].shape == (16, 4) and res.matrices["u"].dtype == torch.float32
-    # Numeric vectors use their own P.
+    # Numeric vectors are projected with their P (the shared basis by default).
     assert torch.allclose(res.numeric, apply_projection(N, res.matrices[NUMERIC_NAME].double()), atol=1e-6)
     json.dumps(res.reports, allow_nan=False)
     one = project_embedding_state(W, [("u", 0, 120)], 4, numeric=N[:1])
@@ -249,8 +256,130 @@ def test_auto_method_switch_is_logged(caplog):
         ([("a", 0, 50), ("b", 50, 101)], "within"),
         ([("a", 0, 50), ("a", 50, 100)], "duplicate"),
         ([("__numeric__", 0, 100)], "reserved"),
+        ([("__all__", 0, 100)], "reserved"),
     ],
 )
 def test_bad_field_ranges_are_named(ranges, msg):
     with pytest.raises(DataError, match=msg):
         check_field_ranges(ranges, 100)
+
+
+# ---------------------------------------------------------------- shared vs per-field basis
+
+
+def _rounding_bound(X: torch.Tensor, rows_a: torch.Tensor, rows_b: torch.Tensor) -> float:
+    """Largest relative inner-product error that rounding the exact ``X P`` to float32 can cause on
+    the pairs ``rows_a x rows_b`` of ``X`` (float64).
+
+    Each output row is within ``U32 ||y|| <= U32 ||x||`` of the exact one (``P`` has orthonormal
+    columns; the float64 product's own error is ~1e-16), so an inner product moves by at most
+    ``(2 U32 + U32^2) ||x_i|| ||x_j||``; over the pairs, in Frobenius norm, relative to ``||X_a X_b^T||_F``.
+    A 1e-6 relative margin covers the float64 arithmetic of the report itself.
+    """
+    na, nb = X[rows_a].norm(dim=1), X[rows_b].norm(dim=1)
+    ref = float(torch.linalg.norm(X[rows_a] @ X[rows_b].T))
+    return (2 * U32 + U32**2) * float(na.norm() * nb.norm()) / ref * (1 + 1e-6)
+
+
+def test_shared_basis_is_top_right_singular_vectors_of_the_stacked_table():
+    """float64: the shared V equals the SVD's of all fields and the numeric vectors stacked."""
+    E = _table(600, 24, seed=11, decay=0.85)  # distinct, well separated singular values
+    N = torch.randn(3, 24, dtype=F64, generator=torch.Generator().manual_seed(12)) * 0.5
+    ranges = [("a", 0, 100), ("b", 100, 350), ("c", 350, 600)]
+    k = 8
+    _, S, Vh = torch.linalg.svd(torch.cat([E, N]), full_matrices=False)
+    V_ref = fix_signs(Vh[:k].T)  # the library's sign rule, so the vectors compare, not only spans
+    tables = {n: E[a:b] for n, a, b in ranges} | {NUMERIC_NAME: N}
+    for method in ("gram", "rsvd"):
+        # rsvd with a sketch as wide as the table (oversample 16: 8 + 16 = 24 columns) is exact too
+        fb = fit_bases(tables, k, ProjectionConfig(method=method, basis="shared", oversample=16, power_iters=1))
+        assert fb.basis == "shared" and len({id(P) for P in fb.matrices.values()}) == 1, method
+        assert torch.allclose(fb.matrices["a"], V_ref, atol=1e-10), method
+        assert torch.allclose(fb.sigmas["__all__"], S[:k], rtol=1e-10), method
+    # The same through the public entry (float32 output): one P, the stacked spectrum in the summary.
+    res = project_embedding_state(E, ranges, k, ProjectionConfig(method="gram", basis="shared"), numeric=N)
+    assert all(torch.equal(P, res.matrices["a"]) for P in res.matrices.values())
+    assert torch.allclose(res.matrices["a"].double(), V_ref, atol=U32)
+    assert np.allclose(res.summary["singular_values"], S[:k].numpy(), rtol=1e-10)
+    assert "singular_values" not in res.reports["a"]  # the shared spectrum is not the field's
+    exact = E @ V_ref
+    assert float(((res.table.double() - exact).abs().max(1).values / E.norm(dim=1)).max()) <= U32 * (1 + 1e-6)
+    # Energy kept overall is the stacked table's top-k share.
+    assert res.summary["energy_kept"] == pytest.approx(float((S[:k] ** 2).sum() / (S**2).sum()), rel=1e-6)
+
+
+def _one_geometry(sizes: list[int], d_t: int, rank: int, seed: int) -> torch.Tensor:
+    """Fields drawn from one rank-``rank`` geometry: every row is ``a B`` with one shared ``B``."""
+    g = torch.Generator().manual_seed(seed)
+    B = torch.randn(rank, d_t, generator=g, dtype=F64)
+    return torch.randn(sum(sizes), rank, generator=g, dtype=F64) @ B
+
+
+def test_shared_basis_keeps_cross_field_inner_products_when_the_rank_fits():
+    """Stacked rank 5 <= d_s 8: the shared basis keeps every inner product (within and across
+    fields); per-field bases keep each field's own exactly but scramble the cross-field ones."""
+    d_t, k = 24, 8
+    E = _one_geometry([120, 80, 100, 2], d_t, rank=5, seed=13)
+    W, N = E[:300], E[300:]
+    ranges = [("a", 0, 120), ("b", 120, 200), ("c", 200, 300)]
+    tables = {n: W[a:b] for n, a, b in ranges} | {NUMERIC_NAME: N}
+    starts = {"a": 0, "b": 120, "c": 200, NUMERIC_NAME: 300}
+    G = E @ E.T
+    scale = float(G.abs().max())
+    shared = fit_bases(tables, k, ProjectionConfig(method="gram", basis="shared"))
+    Y = torch.cat([t @ shared.matrices[n] for n, t in tables.items()])
+    assert float((Y @ Y.T - G).abs().max()) / scale < 1e-12  # every pair, float64
+
+    per = fit_bases(tables, k, ProjectionConfig(method="gram", basis="per_field"))
+    Yp = torch.cat([t @ per.matrices[n] for n, t in tables.items()])
+    Gp = Yp @ Yp.T
+    for n, t in tables.items():  # within each field: exact (its rank is <= 5 too)
+        i = slice(starts[n], starts[n] + t.shape[0])
+        assert float((Gp[i, i] - G[i, i]).abs().max()) / scale < 1e-12, n
+    cross = torch.ones_like(G, dtype=torch.bool)
+    for n, t in tables.items():
+        cross[starts[n] : starts[n] + t.shape[0], starts[n] : starts[n] + t.shape[0]] = False
+    assert float(torch.linalg.norm((Gp - G)[cross]) / torch.linalg.norm(G[cross])) > 0.3  # scrambled
+
+    # End to end (float32 output): the reports measure exactly that, within float32 rounding.
+    rows = torch.arange(E.shape[0])
+    field_of = torch.cat([torch.full((t.shape[0],), i) for i, t in enumerate(tables.values())])
+    res = project_embedding_state(W, ranges, k, ProjectionConfig(method="gram", basis="shared"), numeric=N)
+    for i, n in enumerate(tables):
+        mine, others = rows[field_of == i], rows[field_of != i]
+        assert res.reports[n]["inner_product_rel_error"] <= _rounding_bound(E, mine, mine), n
+        assert res.reports[n]["cross_field_rel_error"] <= _rounding_bound(E, mine, others), n
+    cross_bound = max(_rounding_bound(E, rows[field_of == i], rows[field_of != i]) for i in range(len(tables)))
+    assert res.summary["cross_field_rel_error"] <= cross_bound
+    assert res.summary["cross_sample_rows"] == E.shape[0]  # small tables: every row is in the pooled sample
+    res_p = project_embedding_state(W, ranges, k, ProjectionConfig(method="gram", basis="per_field"), numeric=N)
+    assert res_p.summary["cross_field_rel_error"] > 0.3
+    assert res_p.summary["within_field_rel_error"] <= max(
+        _rounding_bound(E, rows[field_of == i], rows[field_of == i]) for i in range(len(tables)))
+
+
+def test_per_field_basis_is_each_field_on_its_own():
+    """per_field is the behaviour before the shared basis existed: every field (and the numeric
+    vectors) projected as a table of its own, bit for bit, for both methods."""
+    g = torch.Generator().manual_seed(14)
+    W = torch.randn(700, 20, generator=g) * torch.linspace(2, 0.2, 20)
+    N = torch.randn(4, 20, generator=g)
+    ranges = [("u", 0, 300), ("tiny", 300, 303), ("i", 303, 700)]
+    for method in ("gram", "rsvd"):
+        cfg = ProjectionConfig(method=method, basis="per_field", oversample=4)
+        res = project_embedding_state(W, ranges, 6, cfg, numeric=N, sample_rows=150)
+        for name, a, b in ranges + [(NUMERIC_NAME, 0, 4)]:
+            src, got = (N, res.numeric) if name == NUMERIC_NAME else (W[a:b], res.table[a:b])
+            Es, P, rep = project_table(src, 6, cfg, name=name, sample_rows=150)
+            assert torch.equal(got, Es) and torch.equal(res.matrices[name], P), (method, name)
+            assert {**res.reports[name], "cross_field_rel_error": None} == rep, (method, name)
+            assert res.reports[name]["cross_field_rel_error"] > 0.1  # unrelated bases across fields
+        assert len({id(P) for P in res.matrices.values()}) == len(ranges) + 1
+
+
+def test_basis_is_checked_and_named():
+    with pytest.raises(ConfigError, match="projection.basis"):
+        project_embedding_state(torch.randn(20, 8), [("a", 0, 20)], 4, ProjectionConfig(basis="global"))
+    with pytest.raises(ConfigError, match="projection.basis"):
+        load_config(None, {"projection.basis": "global"})
+    assert load_config(None, {"projection.basis": "per_field"}).projection.basis == "per_field"

@@ -71,6 +71,36 @@ def _online_plots(online: dict, drift_periods: list[int], out: Path) -> list[str
     return ["online_auc.png", "online_drift.png"]
 
 
+def _fmt(x: float | None, spec: str) -> str:
+    """``x`` formatted, or a dash where a figure is undefined (``None``: one row, one table)."""
+    return "–" if x is None else format(x, spec)
+
+
+def _projection_lines(results: dict) -> list[str]:
+    """The projection table: per table, then for the whole projection (``projection_summary``, on a
+    pooled sample of all tables), the relative inner-product error within fields and across fields,
+    cosines and energy kept."""
+    proj, summary = results.get("projection"), results.get("projection_summary")
+    if not proj:
+        return []
+
+    def row(name: str, r: dict, within: str, cos: str) -> str:
+        return (f"| {name} | {r.get('method', '')} | {r.get('basis', '')} | {r.get('d_t', '')} → {r.get('d_s', '')} | "
+                f"{_fmt(r.get(within), '.2e')} | {_fmt(r.get('cross_field_rel_error'), '.2e')} | {cos} | "
+                f"{_fmt(r.get('energy_kept'), '.4f')} |")
+
+    lines = ["## Projection", "", "| table | method | basis | d_t → d_s | inner-product rel. error within fields "
+             "| across fields | cos before → after | energy kept |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in proj.items():
+        cos = f"{_fmt(r.get('cosine_before_mean'), '.3f')} → {_fmt(r.get('cosine_after_mean'), '.3f')}"
+        lines.append(row(name, r, "inner_product_rel_error", cos))
+    if summary:
+        lines.append(row(f"**all** ({summary.get('cross_sample_rows', '')} rows pooled)", summary,
+                         "within_field_rel_error", "–"))
+    return lines + ["", "Relative error: ||S S^T - S_s S_s^T||_F / ||S S^T||_F over sampled pairs of rows, S before "
+                    "and S_s after projection; across fields: pairs of rows of different fields.", ""]
+
+
 def write_report(results: dict, out_dir: str | Path) -> Path:
     """Write ``report.md`` and its PNG charts into ``out_dir``; returns the report path."""
     out = Path(out_dir)
@@ -93,15 +123,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
              (f"teacher {t['auc']:.4f}", t["auc"]) if t else None)
         _bar(offline, "train_seconds", "train seconds", out / "offline_time.png")
         lines += ["![AUC per method](offline_auc.png)", "", "![train time per method](offline_time.png)", ""]
-    proj = results.get("projection")
-    if proj:
-        lines += ["## Projection", "", "| table | method | d_t → d_s | inner-product rel. error | cos before → after | energy kept |",
-                  "|---|---|---|---|---|---|"]
-        for name, r in proj.items():
-            lines.append(f"| {name} | {r.get('method', '')} | {r.get('d_t', '')} → {r.get('d_s', '')} | "
-                         f"{r['inner_product_rel_error']:.2e} | {r.get('cosine_before_mean', float('nan')):.3f} → "
-                         f"{r.get('cosine_after_mean', float('nan')):.3f} | {r['energy_kept']:.4f} |")
-        lines.append("")
+    lines += _projection_lines(results)
     online = results.get("online")
     if online:
         methods = {k: v for k, v in online.items() if isinstance(v, dict) and "windows" in v}

@@ -3,29 +3,35 @@
 Each actor reads *its own* rows from the checkpoint (``torch.load(mmap=True)``, slice, clone), so
 no process ever holds the whole table; peak memory per actor is its shard plus ``O(d^2)`` (Gram
 path) or shard plus ``shard_rows x (d_s + oversample)`` (randomized path, the local Q of TSQR).
+The numeric vectors (a few rows) are one more shard, held by the driver itself.
 
-Protocol (driver = :func:`project_distributed`), per field whose dimension shrinks:
+Protocol (driver = :func:`project_distributed`), when the dimension shrinks:
 
-- ``gram``: every actor returns its partial float64 Grams for the fields it overlaps (``d x d``
-  each); the driver sums them, runs ``eigh`` and gets ``V``.
-- ``rsvd``: ``power_iters + 1`` rounds of: actors compute ``Y_i = E_i Z`` and its local QR, return
-  the small R's; the driver stacks them (TSQR second level), sends each actor its slice of ``Q2``;
-  actors return ``E_i^T Q_i``; the driver sums to ``W = E^T Q``, re-orthonormalises into the next
+- ``gram``: every shard returns its partial float64 Grams for the fields it overlaps (``d x d``
+  each); the driver sums them per field, then over all fields for a shared basis (the same sums,
+  in the same order, as :func:`crossadapt.projection.math.fit_bases`), runs ``eigh`` and gets ``V``.
+- ``rsvd``: per basis group (a field, or ``ALL_FIELDS`` for a shared basis: every row of every
+  shard), ``power_iters + 1`` rounds of: shards compute ``Y_i = E_i Z`` and its local QR, return the
+  small R's; the driver stacks them (TSQR second level), sends each shard its slice of ``Q2``;
+  shards return ``E_i^T Q_i``; the driver sums to ``W = E^T Q``, re-orthonormalises into the next
   ``Z``, and after the last round takes the small SVD of ``W``.
 
 Then the per-field ``P`` go out once through ``ray.put`` and every actor projects its rows, returns
 them (or writes them into a shared ``.npy`` that is renamed into place only when all are done), and
-returns its partial energies and the sampled rows the reports need. All math is in
-:mod:`crossadapt.projection.math`, so the result equals :func:`project_embedding_state` up to
-float rounding (1e-5 and far better in practice).
+returns its partial energies and the sampled rows the reports need; the driver builds the reports
+(:func:`crossadapt.projection.report.build_reports`). All math is in :mod:`crossadapt.projection`,
+so the result equals :func:`~crossadapt.projection.math.project_embedding_state` up to float
+rounding (the sums are cut at other rows).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import ray
@@ -35,36 +41,41 @@ from torch import Tensor
 from crossadapt.atomic import atomic_path
 from crossadapt.config import ProjectionConfig
 from crossadapt.errors import CheckpointError, ConfigError, DataError
-from crossadapt.ray_init import cpu_share
+from crossadapt.projection.bases import (
+    ALL_FIELDS,
+    FittedBases,
+    bases_from_grams,
+    bases_from_groups,
+    basis_groups,
+    check_basis,
+    choose_method,
+    fixed_bases,
+)
+from crossadapt.projection.blocks import DEFAULT_CHUNK_ROWS, as_table, split_blocks, squared_norm
+from crossadapt.projection.gram import GramAccumulator
 from crossadapt.projection.math import (
-    DEFAULT_CHUNK_ROWS,
-    DEFAULT_SAMPLE_ROWS,
     NUMERIC_KEY,
+    NUMERIC_NAME,
     TABLE_KEY,
     FieldRange,
-    GramAccumulator,
     ProjectionResult,
     apply_projection,
-    iter_projected_blocks,
-    as_table,
-    basis_from_gram,
     check_field_ranges,
-    choose_method,
-    expansion_matrix,
-    make_report,
+    check_numeric,
+    float32_matrices,
+    iter_projected_blocks,
+)
+from crossadapt.projection.report import DEFAULT_CROSS_ROWS, DEFAULT_SAMPLE_ROWS, build_reports, sample_indices
+from crossadapt.projection.rsvd import (
+    back_project_blocks,
     next_sketch,
-    project_numeric,
     rsvd_finish,
     rsvd_sketch_cols,
-    sample_indices,
     sketch_blocks,
     sketch_matrix,
-    split_blocks,
-    squared_norm,
-    table_energies,
     tsqr_combine,
-    back_project_blocks,
 )
+from crossadapt.ray_init import cpu_share
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +119,8 @@ def read_checkpoint_rows(path: str | os.PathLike, lo: int, hi: int, key: str = T
 class ProjectionShard:
     """Rows ``[lo, hi)`` of the teacher table and the per-field work on them.
 
-    A plain class (usable and testable without Ray); :data:`ProjectionActor` is its Ray actor.
+    A plain class (usable and testable without Ray); :data:`ProjectionActor` is its Ray actor. The
+    driver of :func:`project_distributed` also holds one in-process for the numeric vectors.
     Built with a ``source`` it loads at once; built empty it waits for :meth:`load`, which also
     lets one pool of actors serve several projections (tests, sweeps) without restarting.
 
@@ -165,7 +177,14 @@ class ProjectionShard:
                 self.segments[name] = (a - self.lo, b - self.lo, a - start)
         return self.describe()
 
+    def _owns(self, name: str) -> bool:
+        """Whether this shard holds rows of field ``name`` (``ALL_FIELDS``: of any field)."""
+        return name in self.segments or (name == ALL_FIELDS and bool(self.segments))
+
     def _blocks(self, name: str) -> list[Tensor]:
+        """Row blocks of field ``name``; ``ALL_FIELDS`` (a shared basis): of every field's rows here."""
+        if name == ALL_FIELDS:  # fields cover the table contiguously, so their rows here are all rows
+            return split_blocks(self.rows, self.chunk_rows)
         a, b, _ = self.segments[name]
         return split_blocks(self.rows[a:b], self.chunk_rows)
 
@@ -185,17 +204,19 @@ class ProjectionShard:
         return out
 
     def sketch(self, Zs: Mapping[str, Tensor]) -> dict[str, list[Tensor]]:
-        """First half of a randomized round: keep the local Q's of ``E_i Z``, return their R's."""
+        """First half of a randomized round: keep the local Q's of ``E_i Z``, return their R's.
+
+        Keys of ``Zs`` are basis groups: a field name, or ``ALL_FIELDS`` for a shared basis."""
         out = {}
         for name, Z in Zs.items():
-            if name in self.segments:
+            if self._owns(name):
                 qs, rs = sketch_blocks(self._blocks(name), Z, self.chunk_rows)
                 self._local_qs[name] = qs
                 out[name] = rs
         return out
 
     def back_project(self, slices: Mapping[str, Sequence[Tensor]]) -> dict[str, Tensor]:
-        """Second half: ``E_i^T Q_i`` (d x l) per field, with ``Q_i = local Q @ slice of Q2``."""
+        """Second half: ``E_i^T Q_i`` (d x l) per group, with ``Q_i = local Q @ slice of Q2``."""
         out = {}
         for name, sl in slices.items():
             qs = self._local_qs.pop(name)  # drop the n_i x l block as soon as it is used
@@ -286,6 +307,23 @@ class ProjectionShard:
 ProjectionActor = ray.remote(num_cpus=DEFAULT_ACTOR_CPUS)(ProjectionShard)
 
 
+def _gather(shards: Sequence[Any], method: str, args: Callable[[int, bool], tuple]) -> list[Any]:
+    """``method`` called on every shard, results in shard order. A shard is a Ray actor handle or
+    an in-process :class:`ProjectionShard`; ``args(i, remote)`` gives shard ``i``'s arguments
+    (object refs for actors, the objects themselves in process). The actors' calls are sent
+    first, so they run while the in-process one does."""
+    refs = {i: getattr(s, method).remote(*args(i, True)) for i, s in enumerate(shards) if not isinstance(s, ProjectionShard)}
+    done = {i: getattr(s, method)(*args(i, False)) for i, s in enumerate(shards) if isinstance(s, ProjectionShard)}
+    done.update(zip(refs, ray.get(list(refs.values()))))
+    return [done[i] for i in range(len(shards))]
+
+
+def _broadcast(obj: Any) -> Callable[[bool], Any]:
+    """``obj`` for in-process shards and one ``ray.put`` reference of it for every actor."""
+    ref = ray.put(obj)
+    return lambda remote: ref if remote else obj
+
+
 def _fit_cpus(num_actors: int, num_cpus: float) -> float:
     """CPU share per actor, shrunk to what the cluster has free now.
 
@@ -307,29 +345,146 @@ def _row_bounds(n: int, parts: int) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1]) for i in range(parts)]
 
 
-def _distributed_rsvd(actors: list, names: list[str], d_t: int, d_s: int, cfg: ProjectionConfig) -> dict[str, tuple[Tensor, Tensor]]:
-    """Randomized SVD of every named field across the actors (see the module docstring)."""
+def _distributed_rsvd(shards: list, groups: list[str], d_t: int, d_s: int, cfg: ProjectionConfig) -> dict[str, tuple[Tensor, Tensor]]:
+    """Randomized SVD of every basis group across the shards (see the module docstring)."""
     Z0 = sketch_matrix(d_t, rsvd_sketch_cols(d_t, d_s, cfg.oversample), cfg.seed)
-    Zs = {name: Z0 for name in names}  # same seeded Omega as the single-process path
+    Zs = {g: Z0 for g in groups}  # same seeded Omega as the single-process path
     Ws: dict[str, Tensor] = {}
     for it in range(cfg.power_iters + 1):
-        z_ref = ray.put(Zs)
-        rs = ray.get([a.sketch.remote(z_ref) for a in actors])
-        to_send: list[dict[str, list[Tensor]]] = [{} for _ in actors]
-        for name in names:
-            owners = [(i, r[name]) for i, r in enumerate(rs) if name in r]
+        z = _broadcast(Zs)
+        rs = _gather(shards, "sketch", lambda i, remote: (z(remote),))
+        to_send: list[dict[str, list[Tensor]]] = [{} for _ in shards]
+        for g in groups:
+            owners = [(i, r[g]) for i, r in enumerate(rs) if g in r]
             slices, _ = tsqr_combine([x for _, lst in owners for x in lst])
             pos = 0
             for i, lst in owners:
-                to_send[i][name] = slices[pos : pos + len(lst)]
+                to_send[i][g] = slices[pos : pos + len(lst)]
                 pos += len(lst)
-        parts = ray.get([a.back_project.remote(to_send[i]) for i, a in enumerate(actors)])
-        for name in names:
-            # Summed in actor order, so the result does not depend on which actor answered first.
-            Ws[name] = sum(p[name] for p in parts if name in p)
+        parts = _gather(shards, "back_project", lambda i, remote: (to_send[i],))
+        for g in groups:
+            # Summed in shard order, so the result does not depend on which actor answered first.
+            Ws[g] = sum(p[g] for p in parts if g in p)
         if it < cfg.power_iters:
-            Zs = {name: next_sketch(Ws[name]) for name in names}
-    return {name: rsvd_finish(Ws[name], d_s) for name in names}
+            Zs = {g: next_sketch(Ws[g]) for g in groups}
+    return {g: rsvd_finish(Ws[g], d_s) for g in groups}
+
+
+def _fit_distributed(shards: list, names: list[str], d_t: int, d_s: int, cfg: ProjectionConfig) -> FittedBases:
+    """The bases of every table from the shards: the distributed twin of ``math.fit_bases``."""
+    method, basis = choose_method(d_t, d_s, cfg), check_basis(cfg)
+    log.info("projection: method=%s basis=%s d_t=%d -> d_s=%d, %d tables on %d shards", method,
+             basis if method in ("gram", "rsvd") else "shared", d_t, d_s, len(names), len(shards))
+    if method in ("copy", "qr_expand"):
+        return fixed_bases(method, names, d_t, d_s, cfg.seed)
+    if method == "gram":
+        parts = _gather(shards, "partial_grams", lambda i, remote: (names,))
+        grams = {}
+        for name in names:
+            acc = GramAccumulator(d_t)
+            for p in parts:  # shard order: a deterministic sum
+                if name in p:
+                    acc.merge(*p[name])
+            grams[name] = acc.gram
+        return bases_from_grams(grams, d_s, basis)
+    groups = basis_groups(names, basis)
+    return bases_from_groups(method, basis, groups, _distributed_rsvd(shards, list(groups), d_t, d_s, cfg), d_t, d_s)
+
+
+@dataclass
+class _Source:
+    """Where the teacher table is: a checkpoint ``path`` (actors read their rows) or a ``table``."""
+
+    path: str | os.PathLike | None
+    table: Tensor | None
+    n: int
+    d_t: int
+    numeric: Tensor | None
+
+    def shard(self, lo: int, hi: int) -> Any:
+        return self.path if self.path is not None else self.table[lo:hi].clone()
+
+
+def _open_source(source: Any, key: str, numeric_key: str, numeric: Any) -> _Source:
+    """Shape of the teacher table (a checkpoint is memory-mapped: no row is read) and its numeric vectors."""
+    if isinstance(source, (str, os.PathLike)):
+        mapped = open_checkpoint_tensor(source, key)  # reading the shape reads no rows
+        n, d_t = mapped.shape
+        del mapped
+        if numeric is None:
+            num_t = open_checkpoint_tensor(source, numeric_key, required=False)
+            numeric = None if num_t is None else num_t.clone()
+        return _Source(source, None, int(n), int(d_t), check_numeric(numeric, int(d_t)))
+    table = as_table(source, key)
+    return _Source(None, table, int(table.shape[0]), int(table.shape[1]), check_numeric(numeric, int(table.shape[1])))
+
+
+@contextmanager
+def _actor_pool(src: _Source, bounds: list[tuple[int, int]], ranges: list[FieldRange], actors: Sequence[Any] | None,
+                num_cpus: float, key: str, chunk_rows: int) -> Iterator[list]:
+    """Actors holding rows ``bounds[i]`` each: started (and killed after) or, given a pool, re-loaded
+    (and emptied after, left running)."""
+    owned = actors is None
+    if owned:
+        num_cpus = _fit_cpus(len(bounds), num_cpus)
+        pool = [ProjectionActor.options(num_cpus=num_cpus).remote(src.shard(lo, hi), lo, hi, ranges, key=key,
+                                                                  chunk_rows=chunk_rows) for lo, hi in bounds]
+    else:
+        pool = list(actors)[: len(bounds)]
+        ray.get([a.load.remote(src.shard(lo, hi), lo, hi, ranges, key=key) for a, (lo, hi) in zip(pool, bounds)])
+    try:
+        yield pool
+    finally:
+        if owned:
+            for a in pool:
+                ray.kill(a)
+        else:  # a reused pool keeps running: drop the shards it holds
+            try:
+                ray.get([a.load.remote(torch.empty(0, src.d_t), 0, 0, []) for a in pool])
+            except Exception as e:  # never mask the error that brought us here
+                log.warning("projection: could not release the shards of the reused pool (%s)", e)
+
+
+def _apply_distributed(pool: list, local: ProjectionShard | None, fb: FittedBases, samples: dict[str, Tensor],
+                       out_path: str | os.PathLike | None, n: int) -> tuple[Tensor, list[dict[str, Any]]]:
+    """Every shard projects its rows (actors into ``out_path`` when given); ``(table, shard outputs)``."""
+    bases, picks = _broadcast(fb.matrices), _broadcast(samples)  # sent once, not once per actor
+    norms = [nm for nm in fb.matrices if nm not in fb.energies]  # Gram tables: energies from the Gram
+    shards = pool + ([local] if local is not None else [])
+
+    def args(tmp: str | None) -> Callable[[int, bool], tuple]:
+        return lambda i, remote: (bases(remote), picks(remote), tmp if remote else None, norms)
+
+    if out_path is None:
+        outs = _gather(shards, "apply", args(None))
+        return torch.from_numpy(np.concatenate([o["rows"] for o in outs[: len(pool)]], axis=0)), outs
+    with atomic_path(out_path) as tmp:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, fb.d_s)).flush()
+        outs = _gather(shards, "apply", args(str(tmp)))
+    # "c": copy-on-write, so torch gets a writable array without touching the file.
+    return torch.from_numpy(np.load(out_path, mmap_mode="c")), outs
+
+
+def _merge_shard_outputs(outs: list[dict[str, Any]], fb: FittedBases, samples: dict[str, Tensor]
+                         ) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, tuple[float, float]]]:
+    """The sampled rows (before, after) and energies of every table, put together from the shards."""
+    rows, energies = {}, {}
+    for name, idx in samples.items():
+        before = after = None
+        e_before = e_after = 0.0
+        for o in outs:  # shard order: a deterministic sum
+            if name in o["energy"]:
+                eb, ea = o["energy"][name]
+                e_before, e_after = e_before + eb, e_after + ea
+            if name in o["samples"]:
+                pos, sb, sa = o["samples"][name]
+                if before is None:
+                    before = torch.empty(idx.shape[0], fb.d_t, dtype=sb.dtype)
+                    after = torch.empty(idx.shape[0], fb.d_s, dtype=torch.float32)
+                before[pos], after[pos] = sb, sa
+        rows[name] = (before, after)
+        energies[name] = fb.energy(name, lambda: e_before, lambda: e_after)
+    return rows, energies
 
 
 def project_distributed(
@@ -346,6 +501,7 @@ def project_distributed(
     key: str = TABLE_KEY,
     numeric_key: str = NUMERIC_KEY,
     sample_rows: int = DEFAULT_SAMPLE_ROWS,
+    cross_rows: int = DEFAULT_CROSS_ROWS,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> ProjectionResult:
     """Project the teacher's embedding on ``num_actors`` Ray actors; same result as
@@ -356,9 +512,9 @@ def project_distributed(
             read from it when ``numeric`` is None) or the table tensor (sliced by the driver).
         field_ranges: ``[(name, start, end)]`` rows of each field.
         d_s: the student's dimension.
-        cfg: projection config (method, oversample, power_iters, rsvd_min_dim, seed, num_actors).
+        cfg: projection config (method, basis, oversample, power_iters, rsvd_min_dim, seed, num_actors).
         num_actors: actors (contiguous row ranges); default ``cfg.num_actors``; at most one per row.
-        numeric: ``embedding.numeric`` (F_num x d_t); tiny, projected on the driver.
+        numeric: ``embedding.numeric`` (F_num x d_t); tiny, held by the driver as one more shard.
         out_path: if given, the projected table is written to this ``.npy`` (atomically: a temp
             file beside it that every actor fills in place, renamed when all are done) and
             ``result.table`` is a copy-on-write memory map of it. Must be on storage every actor
@@ -367,6 +523,7 @@ def project_distributed(
         actors: an existing pool of :data:`ProjectionActor` handles to reuse (the first
             ``num_actors`` of them, default all); they are re-loaded, not killed. Without it a
             pool is started and killed on return.
+        sample_rows, cross_rows: rows of the within-field and the pooled cross-field reports.
 
     Ray must be initialised (``crossadapt.ray_init.init_ray``).
 
@@ -382,106 +539,23 @@ def project_distributed(
         raise ConfigError(f"projection: {num_actors} actors asked for, the given pool has {len(actors)}")
     if num_actors < 1:
         raise ConfigError(f"projection.num_actors: must be >= 1, got {num_actors}")
-    path = source if isinstance(source, (str, os.PathLike)) else None
-    if path is not None:
-        mapped = open_checkpoint_tensor(path, key)  # memory-mapped: reading the shape reads no rows
-        n, d_t = mapped.shape
-        dtype = mapped.dtype
-        del mapped
-        if numeric is None:
-            num_t = open_checkpoint_tensor(path, numeric_key, required=False)
-            numeric = None if num_t is None else num_t.clone()
-        table = None
-    else:
-        table = as_table(source, key)
-        n, d_t = table.shape
-        dtype = table.dtype
-    ranges = check_field_ranges(field_ranges, n)
-    bounds = _row_bounds(n, min(num_actors, n))
-
-    def shard_source(lo: int, hi: int) -> Any:
-        return path if path is not None else table[lo:hi].clone()
-
-    owned = actors is None
-    if owned:
-        num_cpus = _fit_cpus(len(bounds), num_cpus)
-        actors = [
-            ProjectionActor.options(num_cpus=num_cpus).remote(shard_source(lo, hi), lo, hi, ranges, key=key, chunk_rows=chunk_rows)
-            for lo, hi in bounds
-        ]
-    else:
-        actors = list(actors)[: len(bounds)]
-        ray.get([a.load.remote(shard_source(lo, hi), lo, hi, ranges, key=key) for a, (lo, hi) in zip(actors, bounds)])
-    try:
-        methods = {name: choose_method(d_t, d_s, cfg) for name, _, _ in ranges}
-        for name, start, end in ranges:
-            log.info("projection %s: method=%s d_t=%d -> d_s=%d rows=%d (%d actors)",
-                     name, methods[name], d_t, d_s, end - start, len(actors))
-        bases: dict[str, Tensor] = {}
-        sigmas: dict[str, Tensor] = {}
-        gram_names = [nm for nm, m in methods.items() if m == "gram"]
-        rsvd_names = [nm for nm, m in methods.items() if m == "rsvd"]
-        traces: dict[str, float] = {}
-        if gram_names:
-            parts = ray.get([a.partial_grams.remote(gram_names) for a in actors])
-            for name in gram_names:
-                acc = GramAccumulator(d_t)
-                for p in parts:  # actor order: deterministic sum
-                    if name in p:
-                        acc.merge(*p[name])
-                bases[name], sigmas[name] = basis_from_gram(acc.gram, d_s)
-                traces[name] = float(torch.trace(acc.gram))
-        if rsvd_names:
-            for name, (V, s) in _distributed_rsvd(actors, rsvd_names, d_t, d_s, cfg).items():
-                bases[name], sigmas[name] = V, s
-        for name, m in methods.items():
-            if m == "copy":
-                bases[name] = torch.eye(d_t, dtype=torch.float64)
-            elif m == "qr_expand":
-                bases[name] = expansion_matrix(d_t, d_s, cfg.seed)
-
-        samples = {name: sample_indices(end - start, name, cfg.seed, sample_rows) for name, start, end in ranges}
-        b_ref, s_ref = ray.put(bases), ray.put(samples)  # broadcast once, not once per actor
-        norms = [nm for nm in methods if nm not in gram_names]  # Gram fields: energies from the Gram
-        if out_path is not None:
-            with atomic_path(out_path) as tmp:
-                np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d_s)).flush()
-                outs = ray.get([a.apply.remote(b_ref, s_ref, str(tmp), norms) for a in actors])
-            # "c": copy-on-write, so torch gets a writable array without touching the file.
-            out_table = torch.from_numpy(np.load(out_path, mmap_mode="c"))
-        else:
-            outs = ray.get([a.apply.remote(b_ref, s_ref, None, norms) for a in actors])
-            out_table = torch.from_numpy(np.concatenate([o["rows"] for o in outs], axis=0))
-    finally:
-        if owned:
-            for a in actors:
-                ray.kill(a)
-        else:  # a reused pool keeps running: drop the shards it holds
-            try:
-                ray.get([a.load.remote(torch.empty(0, d_t), 0, 0, []) for a in actors])
-            except Exception as e:  # never mask the error that brought us here
-                log.warning("projection: could not release the shards of the reused pool (%s)", e)
-
-    res = ProjectionResult(table=out_table, numeric=None)
-    for name, start, end in ranges:
-        m = samples[name].shape[0]
-        before = torch.empty(m, d_t, dtype=dtype)
-        after = torch.empty(m, d_s, dtype=torch.float32)
-        e_before = e_after = 0.0
-        for o in outs:
-            if name in o["energy"]:
-                eb, ea = o["energy"][name]
-                e_before, e_after = e_before + eb, e_after + ea
-            if name in o["samples"]:
-                pos, sb, sa = o["samples"][name]
-                before[pos], after[pos] = sb, sa
-        info: dict[str, Any] = {"method": methods[name], "d_t": d_t, "d_s": d_s, "rows": end - start}
-        if name in sigmas:
-            info["singular_values"] = [float(s) for s in sigmas[name]]
-        if name in traces:
-            info["gram_trace"] = traces[name]
-            e_before, e_after = table_energies(info, None, None)
-        res.reports[name] = make_report(info, before, after, e_before, e_after)
-        res.matrices[name] = bases[name].to(torch.float32)
-    res.numeric = project_numeric(numeric, d_t, d_s, cfg, res, sample_rows=sample_rows)
-    return res
+    src = _open_source(source, key, numeric_key, numeric)
+    ranges = check_field_ranges(field_ranges, src.n)
+    rows = {name: end - start for name, start, end in ranges}
+    local = None  # the numeric vectors: a shard in this process
+    if src.numeric is not None and src.numeric.shape[0] > 0:
+        rows[NUMERIC_NAME] = int(src.numeric.shape[0])
+        local = ProjectionShard(src.numeric, 0, rows[NUMERIC_NAME], [(NUMERIC_NAME, 0, rows[NUMERIC_NAME])],
+                                key=numeric_key, chunk_rows=chunk_rows)
+    samples = {name: sample_indices(m, name, cfg.seed, sample_rows) for name, m in rows.items()}
+    with _actor_pool(src, _row_bounds(src.n, min(num_actors, src.n)), ranges, actors, num_cpus, key, chunk_rows) as pool:
+        fb = _fit_distributed(pool + ([local] if local is not None else []), list(rows), src.d_t, d_s, cfg)
+        table, outs = _apply_distributed(pool, local, fb, samples, out_path, src.n)
+    numeric_out = None if src.numeric is None else torch.empty(0, d_s, dtype=torch.float32)
+    if local is not None:
+        numeric_out = torch.from_numpy(outs[-1]["rows"])
+    picked, energies = _merge_shard_outputs(outs, fb, samples)
+    infos = {name: fb.info(name, m) for name, m in rows.items()}
+    reports, summary = build_reports(infos, picked, energies, fb.summary_info(), seed=cfg.seed, cross_rows=cross_rows)
+    return ProjectionResult(table=table, numeric=numeric_out, reports=reports, matrices=float32_matrices(fb),
+                            summary=summary)
