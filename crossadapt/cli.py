@@ -25,7 +25,8 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
         try:
             out[k.strip()] = yaml.safe_load(v)  # typed by YAML, then validated by the dataclasses
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {p}: the value is not valid YAML ({e})") from None
+            why = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"--set {p}: the value is not valid YAML ({why})") from None
     return out
 
 
@@ -38,9 +39,9 @@ def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentC
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    cfg = _config(args)  # first in every command: a bad config is named before the heavy imports
     from crossadapt.experiment.prepare import check_data_periods, prepare_data
 
-    cfg = _config(args)
     fm = prepare_data(cfg, force=args.force, num_periods=args.num_periods, min_count=args.min_count, check=False)
     print(f"{cfg.data.root}: {fm.dataset}, {len(fm.fields)} fields, vocab sizes {fm.vocab_sizes}")
     try:  # the data is written either way; say now what a run on it would refuse
@@ -51,12 +52,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _config(args)
     from crossadapt import storage
     from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
 
-    cfg = _config(args)
     init_ray()
     fm = prepare_data(cfg)
     outcome = train_teacher(cfg, fm, Path(cfg.out_dir))
@@ -83,27 +84,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     from crossadapt.experiment.run import run_experiment
 
-    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     run_experiment(cfg, stages=("offline",))
     return 0
 
 
 def cmd_online(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     from crossadapt.experiment.run import run_online_stage
 
-    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
     return 0
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if args.quick else None)
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.experiment.zoo import run_zoo, zoo_table
     from crossadapt.ray_init import init_ray
 
-    cfg = _config(args, "quick.yaml" if args.quick else None)
     init_ray()
     fm = prepare_data(cfg)
     result = run_zoo(cfg, fm, args.models, args.seeds)
@@ -113,13 +114,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if args.quick else None)
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
     from crossadapt.tune.search import run_tune
     from crossadapt.tune.space import load_space
 
     space = load_space(args.space)  # a bad space fails before Ray starts
-    cfg = _config(args, "quick.yaml" if args.quick else None)
     init_ray()
     fm = prepare_data(cfg)
     rows = run_tune(cfg, fm, space)
@@ -138,9 +139,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if args.quick else "demo.yaml")
     from crossadapt.experiment.run import run_experiment
 
-    cfg = _config(args, "quick.yaml" if args.quick else "demo.yaml")
     run_experiment(cfg, stages=("offline", "online"))
     return 0
 
