@@ -140,6 +140,12 @@ def test_allow_weak_teacher_goes_on_with_the_figures(world, constant_teacher):
     assert figures["valid_rows"] == 1600 and figures["chance_margin"] > 0
 
 
+def test_without_validation_rows_the_check_is_skipped(world, constant_teacher):
+    cfg = _cfg(world)
+    assert judge_teacher(replace(cfg, data=replace(cfg.data, valid_fraction=0.0)), FM, constant_teacher) == {
+        "checked": False}
+
+
 def test_one_class_validation_rows_cannot_judge_the_teacher(tmp_path, constant_teacher):
     root = tmp_path / "data"
     FM.save(root)

@@ -62,17 +62,18 @@ def score_history_tail(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str)
 def judge_teacher(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str) -> dict:
     """Figures of the check; raises ``WeakTeacherError`` when the teacher is no better than chance or
     than the click-rate model (or cannot be judged: validation rows of one class), unless
-    ``distill.allow_weak_teacher``. With ``data.valid_fraction`` 0 there is nothing to judge on."""
-    if cfg.data.valid_fraction == 0:
-        _say("teacher check skipped: data.valid_fraction is 0, no held-out history rows to judge it on")
-        return {"checked": False}
-    s = score_history_tail(cfg, fm, teacher_ckpt)
+    ``distill.allow_weak_teacher``. Without validation rows (``data.valid_fraction`` 0) it is skipped."""
+    s = score_history_tail(cfg, fm, teacher_ckpt) if cfg.data.valid_fraction > 0 else {"rows": 0}
     rows = s["rows"]
-    clicks = int(s["label"].sum()) if rows else 0
+    if rows == 0:
+        _say(f"teacher check skipped: data.valid_fraction {cfg.data.valid_fraction:g} leaves no held-out history "
+             "rows to judge the teacher on")
+        return {"checked": False}
+    clicks = int(s["label"].sum())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # one class is judged below, in words
-        t_auc = auc(s["label"], s["teacher"]) if rows else None
-        b_auc = auc(s["label"], s["baseline"]) if rows else None
+        t_auc = auc(s["label"], s["teacher"])
+        b_auc = auc(s["label"], s["baseline"])
     margin = CHANCE_SDS * chance_auc_sd(clicks, rows - clicks) if t_auc is not None else None
     figures = {"checked": True, "valid_rows": rows, "valid_clicks": clicks, "teacher_valid_auc": t_auc,
                "click_rate_valid_auc": b_auc, "chance_margin": margin}
