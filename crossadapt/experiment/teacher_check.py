@@ -78,10 +78,15 @@ def judge_teacher(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str) -> d
     figures = {"checked": True, "valid_rows": rows, "valid_clicks": clicks, "teacher_valid_auc": t_auc,
                "click_rate_valid_auc": b_auc, "chance_margin": margin}
     t = cfg.teacher
+    a, b = cfg.data.teacher_periods
     where = (f"its {rows} validation rows (the last {cfg.data.valid_fraction:g} of data.teacher_periods "
-             f"{list(cfg.data.teacher_periods)}, {clicks} clicks)")
+             f"[{a}, {b}), {clicks} clicks)")
     if t_auc is None:
         problem = f"teacher {t.name}(d={t.embed_dim}) cannot be judged: {where} hold one class, AUC is undefined"
+    elif 0.5 + margin >= 1.0:
+        problem = (f"teacher {t.name}(d={t.embed_dim}) cannot be judged: {where} are too few to tell any model "
+                   f"from chance (0.5 + {CHANCE_SDS:g} sd = {0.5 + margin:.4f}); its validation AUC is "
+                   f"{t_auc:.4f}, the per-field click-rate model's {b_auc:.4f}")
     elif t_auc <= 0.5 + margin:
         problem = (f"teacher {t.name}(d={t.embed_dim}) validation AUC {t_auc:.4f} is no better than chance "
                    f"(0.5 + {CHANCE_SDS:g} sd = {0.5 + margin:.4f} on {where}); the per-field click-rate "
