@@ -167,7 +167,8 @@ def test_transfer_stops_before_any_student_trains(world, constant_teacher, tmp_p
     monkeypatch.setattr(run, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(offline, "train_teacher", lambda cfg, fm, out, seed=0: (
         trained.append("teacher"),
-        TrainOutcome(constant_teacher, 0.5, [], 0.0, 0.0, 0))[1])
+        TrainOutcome(best_checkpoint=constant_teacher, best_valid_auc=0.5, history=[], train_seconds=0.0,
+                     wall_seconds=0.0, samples_seen=0))[1])
     monkeypatch.setattr(offline, "project_teacher", lambda *a, **k: pytest.fail("projection ran"))
     monkeypatch.setattr(offline, "run_students", lambda *a, **k: pytest.fail("a student trained"))
     out = tmp_path / "out"
