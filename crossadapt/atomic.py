@@ -6,6 +6,7 @@ A crash mid-write leaves the previous file (or nothing), never a half-written on
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -45,6 +46,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None``: JSON has no NaN (Python's
+    ``NaN`` token is not JSON), and an undefined figure is null, never a number."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    """Indented, strict JSON of ``obj`` (non-finite floats as null, see ``json_safe``)."""
+    return json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically (NaN written as null is not allowed)."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    """Write ``obj`` as indented JSON to ``path`` atomically; NaN and infinities are written as null."""
+    write_text(path, json_text(obj) + "\n")

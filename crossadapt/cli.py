@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, load_config
-from crossadapt.errors import CrossAdaptError
+from crossadapt.errors import ConfigError, CrossAdaptError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -22,7 +22,11 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in p:
             raise CrossAdaptError(f"--set expects key=value, got {p!r}")
         k, v = p.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)  # typed by YAML, then validated by the dataclasses
+        try:
+            out[k.strip()] = yaml.safe_load(v)  # typed by YAML, then validated by the dataclasses
+        except yaml.YAMLError as e:
+            why = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"--set {p}: the value is not valid YAML ({why})") from None
     return out
 
 
@@ -35,27 +39,31 @@ def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentC
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from crossadapt.experiment.prepare import prepare_data
+    cfg = _config(args)  # first in every command: a bad config is named before the heavy imports
+    from crossadapt.experiment.prepare import check_data_periods, prepare_data
 
-    cfg = _config(args)
-    fm = prepare_data(cfg, force=args.force, num_periods=args.num_periods, min_count=args.min_count)
+    fm = prepare_data(cfg, force=args.force, num_periods=args.num_periods, min_count=args.min_count, check=False)
     print(f"{cfg.data.root}: {fm.dataset}, {len(fm.fields)} fields, vocab sizes {fm.vocab_sizes}")
+    try:  # the data is written either way; say now what a run on it would refuse
+        check_data_periods(cfg, fm)
+    except ConfigError as e:
+        print(f"crossadapt: warning: {e}", file=sys.stderr)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _config(args)
     from crossadapt import storage
     from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
 
-    cfg = _config(args)
     init_ray()
     fm = prepare_data(cfg)
     outcome = train_teacher(cfg, fm, Path(cfg.out_dir))
     metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
-    print(json.dumps({"checkpoint": outcome.best_checkpoint, "test": metrics,
-                      "train_seconds": outcome.train_seconds}, indent=2))
+    print(atomic.json_text({"checkpoint": outcome.best_checkpoint, "test": metrics,
+                            "train_seconds": outcome.train_seconds}))
     storage.upload(cfg.out_dir, cfg.storage)  # the teacher checkpoint outlives the machine (no-op when unset)
     return 0
 
@@ -71,32 +79,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     periods = range(int(start), int(end or int(start) + 1))
     model = load_checkpoint(args.checkpoint, expected_feature_map=fm).model
     metrics = evaluate(model, read_periods(args.data, periods, fm))
-    print(json.dumps({"checkpoint": args.checkpoint, "periods": list(periods), **metrics}, indent=2))
+    print(atomic.json_text({"checkpoint": args.checkpoint, "periods": list(periods), **metrics}))
     return 0
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     from crossadapt.experiment.run import run_experiment
 
-    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     run_experiment(cfg, stages=("offline",))
     return 0
 
 
 def cmd_online(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     from crossadapt.experiment.run import run_online_stage
 
-    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
     run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
     return 0
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if args.quick else None)
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.experiment.zoo import run_zoo, zoo_table
     from crossadapt.ray_init import init_ray
 
-    cfg = _config(args, "quick.yaml" if args.quick else None)
     init_ray()
     fm = prepare_data(cfg)
     result = run_zoo(cfg, fm, args.models, args.seeds)
@@ -106,13 +114,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if args.quick else None)
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
     from crossadapt.tune.search import run_tune
     from crossadapt.tune.space import load_space
 
     space = load_space(args.space)  # a bad space fails before Ray starts
-    cfg = _config(args, "quick.yaml" if args.quick else None)
     init_ray()
     fm = prepare_data(cfg)
     rows = run_tune(cfg, fm, space)
@@ -139,9 +147,9 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    cfg = _config(args, "quick.yaml" if args.quick else "demo.yaml")
     from crossadapt.experiment.run import run_experiment
 
-    cfg = _config(args, "quick.yaml" if args.quick else "demo.yaml")
     run_experiment(cfg, stages=("offline", "online"))
     return 0
 
@@ -213,12 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def error_message(e: CrossAdaptError) -> str:
+    """The message of an error we raised on purpose; one raised in a Ray task or actor arrives wrapped
+    (a ``RayTaskError`` that is also an instance of its cause), and its cause's message is the one."""
+    cause = getattr(e, "cause", None)
+    return str(cause if isinstance(cause, CrossAdaptError) else e)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; an error raised on purpose (bad config, data or teacher) is one line and exit 2."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except CrossAdaptError as e:
-        print(f"crossadapt: error: {e}", file=sys.stderr)
+        print(f"crossadapt: error: {error_message(e)}", file=sys.stderr)
         return 2
 
 

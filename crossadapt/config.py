@@ -60,6 +60,42 @@ class DataConfig:
                               f"{self.num_periods}, {self.min_count}")
 
 
+#: Ranges models are trained on, and ranges models are scored on (the stream's windows are scored
+#: before the online models train on them, so the stream counts as both).
+TRAINED_RANGES = ("teacher_periods", "window_periods")
+SCORED_RANGES = ("test_periods", "stream_periods")
+
+
+def _span(data: DataConfig, name: str) -> str:
+    a, b = getattr(data, name)
+    return f"data.{name} [{a}, {b})"
+
+
+def check_periods(data: DataConfig) -> None:
+    """Raise ConfigError when the time split leaks: a model scored on periods it trained on, or on
+    periods before the ones it trained on.
+
+    Every test and stream period must come after every teacher and window period (teacher and
+    window may overlap: the teacher may have seen the window), and test and stream are disjoint
+    (either order: the default tests before the stream, the paper's protocol after it). The error
+    names both keys and both ranges.
+    """
+    for scored in SCORED_RANGES:
+        s0, s1 = getattr(data, scored)
+        for trained in TRAINED_RANGES:
+            t0, t1 = getattr(data, trained)
+            if s0 < t1 and t0 < s1:
+                raise ConfigError(f"{_span(data, scored)} overlaps {_span(data, trained)}: models would be "
+                                  "scored on periods they were trained on")
+            if s0 < t1:
+                raise ConfigError(f"{_span(data, scored)} comes before {_span(data, trained)}: models would be "
+                                  "trained on periods later than the ones they are scored on")
+    (a0, a1), (b0, b1) = data.test_periods, data.stream_periods
+    if a0 < b1 and b0 < a1:
+        raise ConfigError(f"{_span(data, 'test_periods')} overlaps {_span(data, 'stream_periods')}: the online "
+                          "models train on the stream, so the test periods must lie before or after it")
+
+
 @dataclass
 class SyntheticConfig:
     """Shape of the synthetic logs (the embedded default)."""
@@ -157,6 +193,9 @@ class DistillConfig:
     # A sample of r = 0.1 is small: at batch 256 phase 1 got ~70 steps and stalled (AUC 0.70);
     # batch 64 reaches the teacher's level in a few epochs at the same cost.
     batch_size: int = 64
+    # A teacher whose validation AUC is within chance's reach of 0.5, or not above a per-field
+    # click-rate model's on the same rows, stops the transfer before any student trains; true goes on.
+    allow_weak_teacher: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.r <= 1.0:
@@ -330,14 +369,17 @@ class ExperimentConfig:
 # ---------------------------------------------------------------- loading
 
 
-def _check_type(value: Any, tp: Any, key: str) -> Any:
-    """Coerce ``value`` to annotation ``tp`` or raise ConfigError naming ``key``."""
+def _check_type(value: Any, tp: Any, key: str, base: Any = None) -> Any:
+    """Coerce ``value`` to annotation ``tp`` or raise ConfigError naming ``key``.
+
+    ``base``: for a dataclass ``tp``, the instance a partial mapping is merged over.
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
-        return from_dict(tp, value, prefix=key)
+        return from_dict(tp, value, prefix=key, base=base if isinstance(base, tp) else None)
     if origin is Literal:
         if isinstance(value, bool) and str(value).lower() in args:  # YAML reads `true` as a boolean
             value = str(value).lower()
@@ -390,22 +432,38 @@ def _check_type(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], d: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a (nested) dict; unknown keys and bad types raise ConfigError."""
+def _field_default(f: dataclasses.Field) -> Any:
+    """The value a field takes when its key is absent (``MISSING`` when it is required)."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def from_dict(cls: type[T], d: dict[str, Any], prefix: str = "", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys and bad types raise ConfigError.
+
+    Keys absent from ``d`` keep ``base``'s values (``None``: the field defaults). A mapping given for
+    a dataclass field is merged over that field's own default the same way, so a partial ``student:``
+    section changes only the keys it names and the student stays the student's default model
+    (``ExperimentConfig.student``'s factory), not ``ModelConfig``'s class defaults.
+    """
     if not isinstance(d, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(d).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
     if unknown:
         where = f"{prefix}." if prefix else ""
         raise ConfigError(
             f"unknown config key(s) {[where + k for k in unknown]}; valid keys under "
-            f"{prefix or 'top level'}: {sorted(names)}"
+            f"{prefix or 'top level'}: {sorted(fields)}"
         )
-    kwargs = {k: _check_type(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in d.items()}
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        default = getattr(base, k) if base is not None else _field_default(fields[k])
+        kwargs[k] = _check_type(v, hints[k], f"{prefix}.{k}" if prefix else k, base=default)
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except ConfigError as e:
         if prefix and not str(e).startswith(prefix):
             raise ConfigError(f"{prefix}: {e}") from None
@@ -451,7 +509,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
                 raise ConfigError(f"{where}: expected a mapping to apply override {dotted!r}, got {node!r}")
         node[parts[-1]] = value
     try:
-        return absolute_paths(from_dict(ExperimentConfig, d))
+        cfg = from_dict(ExperimentConfig, d)
+        check_periods(cfg.data)
+        return absolute_paths(cfg)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
 

@@ -25,3 +25,7 @@ class CheckpointError(CrossAdaptError, ValueError):
 
 class ResourcesError(CrossAdaptError, RuntimeError):
     """The cluster lacks what the config asks for (GPUs, CPUs), and will not get it."""
+
+
+class WeakTeacherError(CrossAdaptError, RuntimeError):
+    """The trained teacher is no better than chance or a per-field click-rate model: nothing to distil."""

@@ -1,11 +1,22 @@
-"""Evaluation metrics: exact rank-based AUC (float64), clipped LogLoss, prediction bias."""
+"""Evaluation metrics: exact rank-based AUC (float64), clipped LogLoss, prediction bias.
+
+AUC and bias are undefined on rows of one class (no click, or only clicks): they are ``None``
+then, with an ``UndefinedMetricWarning``, never NaN, so that no JSON we write holds a NaN and no
+comparison with them is silently false.
+"""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy.stats import rankdata
 
 EPS = 1e-7
+
+
+class UndefinedMetricWarning(UserWarning):
+    """A metric was asked of data on which it is not defined (e.g. AUC on one class)."""
 
 
 def _as_arrays(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
@@ -18,18 +29,26 @@ def _as_arrays(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
     return y, s
 
 
-def auc(y_true, y_score) -> float:
+def auc(y_true, y_score) -> float | None:
     """Exact ROC AUC via the Mann-Whitney U statistic; ties get half credit (average ranks).
 
-    Returns NaN when only one class is present.
+    ``None`` (with an ``UndefinedMetricWarning``) when only one class is present.
     """
     y, s = _as_arrays(y_true, y_score)
     n_pos = float(y.sum())
     n_neg = float(y.size - n_pos)
     if n_pos == 0 or n_neg == 0:
-        return float("nan")
+        warnings.warn(f"AUC is undefined on {y.size} rows of one class ({int(n_pos)} clicks): reported as null",
+                      UndefinedMetricWarning, stacklevel=2)
+        return None
     ranks = rankdata(s, method="average")
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def chance_auc_sd(n_pos: int, n_neg: int) -> float:
+    """Standard deviation of the AUC of scores unrelated to the labels (Mann-Whitney null, no ties):
+    ``sqrt((n_pos + n_neg + 1) / (12 n_pos n_neg))``. How far from 0.5 chance alone reaches."""
+    return float(np.sqrt((n_pos + n_neg + 1) / (12.0 * n_pos * n_neg)))
 
 
 def logloss(y_true, y_prob, eps: float = EPS) -> float:
@@ -39,15 +58,19 @@ def logloss(y_true, y_prob, eps: float = EPS) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
-def prediction_bias(y_true, y_prob) -> float:
-    """``mean(p) / mean(y) - 1``: positive when the model over-predicts clicks (NaN if no clicks)."""
+def prediction_bias(y_true, y_prob) -> float | None:
+    """``mean(p) / mean(y) - 1``: positive when the model over-predicts clicks (``None`` if no clicks)."""
     y, p = _as_arrays(y_true, y_prob)
     my = y.mean()
-    return float(p.mean() / my - 1.0) if my > 0 else float("nan")
+    if my > 0:
+        return float(p.mean() / my - 1.0)
+    warnings.warn(f"prediction bias is undefined on {y.size} rows without a click: reported as null",
+                  UndefinedMetricWarning, stacklevel=2)
+    return None
 
 
-def evaluate_predictions(y_true, y_prob) -> dict[str, float]:
-    """All three metrics plus the sample count."""
+def evaluate_predictions(y_true, y_prob) -> dict[str, float | None]:
+    """All three metrics plus the sample count (AUC and bias ``None`` where undefined)."""
     y, p = _as_arrays(y_true, y_prob)
     return {"auc": auc(y, p), "logloss": logloss(y, p), "bias": prediction_bias(y, p), "n": int(y.size)}
 

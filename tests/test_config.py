@@ -67,3 +67,111 @@ def test_use_gpu_takes_yaml_booleans(tmp_path, text, want):
     assert load_config(None, {"resources.use_gpu": text == "true"}).resources.use_gpu in ("true", "false")
     with pytest.raises(ConfigError, match="resources.use_gpu"):
         load_config(None, {"resources.use_gpu": "yes"})
+
+
+# ---------------------------------------------------------------- sections merge over their role's defaults
+
+# One key per section of ExperimentConfig, set to a value unlike its default. The test below fails
+# when a section is added without an entry here.
+SECTION_CHANGES = {
+    "data": ("valid_fraction", 0.2),
+    "synthetic": ("zipf_a", 1.3),
+    "teacher": ("dropout", 0.1),
+    "student": ("dropout", 0.1),
+    "optim": ("patience", 5),
+    "distill": ("alpha", 0.5),
+    "projection": ("oversample", 4),
+    "resources": ("max_failures", 0),
+    "online": ("tau", 7),
+    "tracking": ("project", "elsewhere"),
+}
+
+
+def _sections() -> list[str]:
+    import dataclasses
+    import typing
+
+    return [k for k, tp in typing.get_type_hints(ExperimentConfig).items() if dataclasses.is_dataclass(tp)]
+
+
+def test_every_section_has_a_merge_case():
+    assert sorted(SECTION_CHANGES) == sorted(_sections())
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_CHANGES))
+def test_partial_section_changes_only_its_keys(tmp_path, section):
+    """`--set <section>.<key>=v` and a YAML section naming only that key both give the role's default
+    section with that one key changed (the student stays DCNv2(32), the teacher DNN(16))."""
+    import dataclasses
+
+    key, value = SECTION_CHANGES[section]
+    defaults = load_config()  # ExperimentConfig() with its paths made absolute
+    default = getattr(defaults, section)
+    assert getattr(default, key) != value
+    want = dataclasses.replace(default, **{key: value})
+    by_set = load_config(None, {f"{section}.{key}": value})
+    by_yaml = load_config(write(tmp_path, f"{section}:\n  {key}: {value}\n"))
+    assert getattr(by_set, section) == want and getattr(by_yaml, section) == want
+    assert by_set == by_yaml == dataclasses.replace(defaults, **{section: want})  # nothing else moved
+
+
+def test_student_dropout_keeps_the_default_student():
+    """The issue's case: `--set student.dropout=0.1` once made the student DNN(d=16), the teacher."""
+    from crossadapt.cli import _config, build_parser
+
+    cfg = _config(build_parser().parse_args(["transfer", "--set", "student.dropout=0.1"]))
+    assert (cfg.student.name, cfg.student.embed_dim, cfg.student.dropout) == ("dcnv2", 32, 0.1)
+    assert (cfg.teacher.name, cfg.teacher.embed_dim) == ("dnn", 16)
+    named = load_config(None, {"student.name": "deepfm"}).student
+    assert (named.name, named.embed_dim) == ("deepfm", 32)  # another model keeps the student's other defaults
+
+
+def test_merged_section_is_still_validated():
+    with pytest.raises(ConfigError, match=r"student.*dropout"):
+        load_config(None, {"student.dropout": 1.5})
+    with pytest.raises(ConfigError, match="theta_low"):
+        load_config(None, {"online.theta_low": 0.5})  # against the default theta_high 0.1
+
+
+# ---------------------------------------------------------------- time split
+
+
+@pytest.mark.parametrize(
+    "periods, keys",
+    [
+        ({"teacher_periods": [0, 9]}, ("data.test_periods [8, 9)", "data.teacher_periods [0, 9)", "overlaps")),
+        ({"window_periods": [6, 10]}, ("data.test_periods [8, 9)", "data.window_periods [6, 10)", "overlaps")),
+        ({"stream_periods": [7, 16]}, ("data.stream_periods [7, 16)", "data.window_periods [6, 8)", "overlaps")),
+        ({"stream_periods": [8, 16]}, ("data.test_periods [8, 9)", "data.stream_periods [8, 16)", "overlaps")),
+        ({"test_periods": [3, 4]}, ("data.test_periods [3, 4)", "data.teacher_periods [0, 6)", "overlaps")),
+        ({"teacher_periods": [10, 12], "window_periods": [12, 14], "test_periods": [2, 3], "stream_periods": [3, 9]},
+         ("data.test_periods [2, 3)", "data.teacher_periods [10, 12)", "comes before")),
+    ],
+)
+def test_leaking_time_splits_are_refused_naming_both_ranges(periods, keys):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {f"data.{k}": v for k, v in periods.items()})
+    for k in keys:
+        assert k in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    "periods",
+    [
+        {},  # the default: history 0-5, window 6-7, test 8, stream 9-15
+        # the paper's protocol (issue 16): history 4 / window 4 / stream 1 / test 1, test after the stream
+        {"teacher_periods": [0, 4], "window_periods": [4, 8], "stream_periods": [8, 9], "test_periods": [9, 10]},
+        # the teacher may have seen the window (the released code trains it on both)
+        {"teacher_periods": [0, 8], "window_periods": [6, 8], "test_periods": [8, 9], "stream_periods": [9, 16]},
+    ],
+)
+def test_sound_time_splits_load(periods):
+    cfg = load_config(None, {f"data.{k}": v for k, v in periods.items()})
+    assert all(list(getattr(cfg.data, f"{k}")) == v for k, v in periods.items())
+
+
+def test_shipped_configs_load():
+    from crossadapt.cli import CONFIG_DIR
+
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        load_config(path)  # each one a sound time split

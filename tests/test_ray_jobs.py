@@ -173,13 +173,13 @@ def ray_head():
 
 
 def _tiny_config(tmp_path: Path) -> Path:
-    """Three small synthetic periods (teacher 0, window 1, test and stream 2) under ``tmp_path``."""
+    """Four small synthetic periods (teacher 0, window 1, test 2, stream 3) under ``tmp_path``."""
     cfg = {
         "out_dir": str(tmp_path / "out"),
         "data": {"root": str(tmp_path / "data"), "teacher_periods": [0, 1], "window_periods": [1, 2],
-                 "test_periods": [2, 3], "stream_periods": [2, 3]},
-        "synthetic": {"num_fields": 4, "vocab_size": 100, "rows_per_period": 500, "num_periods": 3,
-                      "drift_periods": [2]},
+                 "test_periods": [2, 3], "stream_periods": [3, 4]},
+        "synthetic": {"num_fields": 4, "vocab_size": 100, "rows_per_period": 500, "num_periods": 4,
+                      "drift_periods": [3]},
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -207,7 +207,7 @@ def test_prepare_job_submitted_to_local_head(ray_head: LocalHead, tmp_path: Path
     data = tmp_path / "data"
     feature_map = json.loads((data / "feature_map.json").read_text())
     assert len(feature_map["fields"]) == 4
-    for k in range(3):
+    for k in range(4):
         files = sorted((data / f"period={k}").glob("*.parquet"))
         assert files, f"period {k} has no parquet file"
         assert sum(pq.read_metadata(f).num_rows for f in files) == 500

@@ -11,6 +11,7 @@ from crossadapt.data import arrays as A
 from crossadapt.data import ray_data
 from crossadapt.data.synthetic import generate
 from crossadapt.featuremap import FeatureMap, FieldSpec
+from crossadapt.metrics import UndefinedMetricWarning
 from crossadapt.models import build_model, load_checkpoint, save_checkpoint
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
@@ -118,3 +119,55 @@ def test_use_gpu_true_without_a_gpu_fails_at_once(ray_session):
     with pytest.raises(ResourcesError, match="use_gpu=true"):
         resolve_use_gpu(ResourcesConfig(use_gpu="true"))
     assert time.monotonic() - t0 < 5
+
+
+def _one_class_valid(fm: FeatureMap, rows: int = 400) -> A.Arrays:
+    """Validation rows without a click: AUC is undefined on them, LogLoss is not."""
+    ids = np.random.default_rng(2).integers(0, 20, (rows, fm.num_fields))
+    return {"ids": ids, "dense": np.zeros((rows, 0), np.float32), "label": np.zeros(rows, np.float32)}
+
+
+def test_one_class_validation_stops_on_logloss_in_engine():
+    """The issue's avazu case: no click in the validation rows once meant AUC NaN, no best model."""
+    fm = FeatureMap("t", tuple(FieldSpec(f"f{i}", vocab_size=20) for i in range(3)))
+    rng = np.random.default_rng(0)
+    train = engine.to_tensors({"ids": rng.integers(0, 20, (512, 3)), "dense": np.zeros((512, 0), np.float32),
+                               "label": (rng.random(512) < 0.3).astype(np.float32)})
+    valid = engine.to_tensors(_one_class_valid(fm))
+    job = _job(Path("/tmp"), fm, phases=(Phase(epochs=6, lr=3e-2),), batch_size=64, patience=2)
+    improved_at: list[int] = []
+
+    def on_epoch(record, state, model, opt, improved, done):
+        if improved:
+            improved_at.append(record["epoch"])
+
+    torch.manual_seed(0)
+    with pytest.warns(UndefinedMetricWarning):
+        state = engine.run_phases(build_model(SMALL, fm), job, train, valid, None, on_epoch=on_epoch)
+    losses = [h["valid_logloss"] for h in state["history"]]
+    assert all(h["valid_auc"] is None for h in state["history"])
+    assert state["monitor"] == "logloss" and state["best_auc"] is None
+    assert improved_at[0] == 0  # the first epoch is always a best model: best.pt always exists
+    assert state["best_logloss"] == min(losses) and improved_at[-1] == int(np.argmin(losses))
+    assert improved_at == [e for e in range(len(losses)) if losses[e] < min(losses[:e], default=np.inf)]
+
+
+def test_validation_score_prefers_auc_and_never_ranks_nan_first():
+    assert engine.validation_score({"auc": 0.7, "logloss": 0.4}) == ("auc", 0.7)
+    assert engine.validation_score({"auc": None, "logloss": 0.4}) == ("logloss", -0.4)
+    assert engine.validation_score({"auc": None, "logloss": float("nan")}) == ("logloss", -np.inf)
+
+
+def test_one_class_validation_on_ray_train_keeps_a_best_model(ray_session, tiny_data, tmp_path):
+    """best.pt is written, outcome.json holds null (never NaN) and nothing is retried."""
+    import json
+
+    fm = FeatureMap.load(tiny_data)
+    train, _ = ray_data.window_split(tiny_data, [0], fm, valid_fraction=0.1)
+    valid = A.read_periods(tiny_data, [1], fm)
+    valid = ray_data.dataset_from_arrays(A.take(valid, valid["label"] == 0), fm)
+    out = fit(_job(tmp_path, fm), train, valid, ResourcesConfig(num_workers=1, max_failures=0))
+    text = (tmp_path / "run" / "outcome.json").read_text()
+    assert json.loads(text)["best_valid_auc"] is None and "NaN" not in text
+    assert out.best_valid_auc is None and Path(out.best_checkpoint).is_file()
+    assert len(out.history) == 2 and all(h["valid_auc"] is None for h in out.history)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +146,42 @@ def read_file(path: str | os.PathLike, fm: FeatureMap) -> Arrays:
     return columns_to_arrays({c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}, fm, str(path))
 
 
+def iter_period_batches(root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap,
+                        batch_rows: int = 1 << 18) -> Iterator[tuple[int, Arrays]]:
+    """The periods' rows in time order as validated arrays dicts of at most ``batch_rows`` rows,
+    each with the index of its first row among all of them: memory is one batch, however long the
+    periods (pyarrow record batches, never a whole file)."""
+    cols = [fm.label, *fm.categorical_names, *fm.numeric_names]
+    start = 0
+    for path in period_files(root, periods):
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"{path}: not a readable parquet file ({e})") from e
+        check_schema(pf.schema_arrow, fm, str(path))
+        row = 0
+        try:
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
+                a = columns_to_arrays({c: batch.column(c).to_numpy(zero_copy_only=False) for c in cols}, fm,
+                                      str(path), row_offset=row)
+                yield start, a
+                row += batch.num_rows
+                start += batch.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(f"{path}: corrupted parquet data ({e})") from e
+
+
+def label_counts(root: str | os.PathLike, periods: Iterable[int], label: str) -> tuple[int, int]:
+    """``(rows, clicks)`` of the periods, reading the label column only (in record batches)."""
+    rows = clicks = 0
+    for path in period_files(root, periods):
+        for batch in pq.ParquetFile(path).iter_batches(columns=[label]):
+            y = batch.column(0).to_numpy(zero_copy_only=False)
+            rows += len(y)
+            clicks += int(np.count_nonzero(y == 1))
+    return rows, clicks
+
+
 def read_periods(root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap | None = None) -> Arrays:
     """Read the given periods (time order kept) into one arrays dict; ``fm`` defaults to the root's map."""
     fm = fm or FeatureMap.load(root)
@@ -190,8 +226,13 @@ def sample_index(n: int, r: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
+def tail_start(n: int, fraction: float) -> int:
+    """First row of the validation tail: the last ``fraction`` of ``n`` rows in time order."""
+    return n - int(round(fraction * n))
+
+
 def split_tail(a: Arrays, fraction: float) -> tuple[Arrays, Arrays]:
     """Split off the last ``fraction`` of rows (time order) as a validation set."""
     n = num_rows(a)
-    cut = n - int(round(fraction * n))
+    cut = tail_start(n, fraction)
     return take(a, slice(0, cut)), take(a, slice(cut, n))

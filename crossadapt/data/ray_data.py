@@ -125,7 +125,7 @@ def window_split(
     A.check_sample_ratio(r)
     counts = period_row_counts(root, periods)
     total = sum(counts)
-    cut = total - int(round(valid_fraction * total))
+    cut = A.tail_start(total, valid_fraction)
     if cut <= 0:
         raise DataError(f"{root}: periods {periods} hold {total} rows, too few for a validation split")
     bounds = sorted({b for b in np.cumsum(counts)[:-1].tolist() if b < cut} | {cut})

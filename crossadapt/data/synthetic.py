@@ -462,9 +462,9 @@ def generate(cfg: SyntheticConfig, out_root: str | os.PathLike, scales: ClickMod
     return meta
 
 
-def _finite(x: float) -> float | None:
+def _finite(x: float | None) -> float | None:
     """JSON has no NaN: a one-class period (tiny configs) gets ``None`` for its AUC."""
-    return float(x) if np.isfinite(x) else None
+    return float(x) if x is not None and np.isfinite(x) else None
 
 
 def read_meta(root: str | os.PathLike) -> dict[str, Any] | None:

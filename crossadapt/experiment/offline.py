@@ -20,6 +20,7 @@ from crossadapt.data import arrays as A
 from crossadapt.data import ray_data
 from crossadapt.experiment import paired
 from crossadapt.experiment.methods import get_method, phases_for
+from crossadapt.experiment.teacher_check import judge_teacher
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import evaluate_predictions
 from crossadapt.models import load_checkpoint
@@ -215,6 +216,7 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     out_dir = Path(out_dir)
     _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods {list(A.period_range(cfg.data.teacher_periods))}")
     teacher = train_teacher(cfg, fm, out_dir)
+    check = judge_teacher(cfg, fm, teacher.best_checkpoint)  # a teacher no better than counting stops here
     test = test_arrays(cfg, fm)
     teacher_metrics = evaluate_checkpoint(teacher.best_checkpoint, fm, test)
     _say(f"teacher test auc {teacher_metrics['auc']:.4f} logloss {teacher_metrics['logloss']:.4f} "
@@ -238,7 +240,7 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
             on_record(rec)
     return {
         "teacher": {**teacher_metrics, "train_seconds": teacher.train_seconds, "checkpoint": teacher.best_checkpoint,
-                    "history": teacher.history},
+                    "history": teacher.history, "check": check},
         "offline": summarize(records),
         "offline_records": records,
         "offline_checkpoints": {m: [r["checkpoint"] for r in records if r["method"] == m] for m in cfg.methods},

@@ -7,6 +7,7 @@ which phases (a phase may freeze the embeddings), which teacher, which loss.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -217,7 +218,7 @@ class Collective:
 
 
 #: Called after every epoch with ``(record, state, model, optimizer, improved, done)``: ``improved``
-#: (rank 0 only) when the validation AUC is the best so far, ``done`` after the job's last epoch.
+#: (rank 0 only) when the validation score is the best so far, ``done`` after the job's last epoch.
 EpochHook = Callable[[dict, dict, nn.Module, torch.optim.Optimizer, bool, bool], None]
 
 
@@ -244,8 +245,23 @@ def job_teacher_logits(job: TrainJob, fm: FeatureMap, train: Tensors) -> torch.T
 
 
 def new_state() -> dict[str, Any]:
-    """Progress of a job: ``(phase, epoch)`` is the next epoch to run."""
-    return {"phase": 0, "epoch": 0, "best_auc": -1.0, "bad_epochs": 0, "samples": 0, "seconds": 0.0, "history": []}
+    """Progress of a job: ``(phase, epoch)`` is the next epoch to run; ``best_auc`` and
+    ``best_logloss`` are the validation figures of the best epoch (``None`` before one, and AUC
+    ``None`` when the validation rows hold one class), ``monitor`` the figure that chose it."""
+    return {"phase": 0, "epoch": 0, "best_auc": None, "best_logloss": None, "best_score": None, "monitor": None,
+            "bad_epochs": 0, "samples": 0, "seconds": 0.0, "history": []}
+
+
+def validation_score(m: dict[str, Any]) -> tuple[str, float]:
+    """What early stopping maximises: the validation AUC, or minus the LogLoss where the AUC is
+    undefined (validation rows of one class; the labels are fixed, so one job always uses one).
+    A NaN (a diverged model) scores ``-inf``: never better than a real epoch."""
+    monitor, value = ("auc", m["auc"]) if m["auc"] is not None else ("logloss", -m["logloss"])
+    return monitor, value if math.isfinite(value) else -math.inf
+
+
+def _is_better(score: float, state: dict[str, Any]) -> bool:
+    return state.get("best_score") is None or score > state["best_score"]
 
 
 def run_phases(
@@ -259,12 +275,13 @@ def run_phases(
     on_epoch: EpochHook | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` through ``job.phases``: epochs of shuffled batches, rank-0 validation, early
-    stopping in the last phase (``job.patience`` epochs without a better validation AUC).
+    stopping in the last phase (``job.patience`` epochs without a better validation AUC, or LogLoss
+    where the validation rows hold one class: see ``validation_score``).
 
     The one training loop of the project: Ray Train workers run it with DDP collectives, Tune
     trials and benchmarks in one process. ``saved`` (``{"model", "optimizer", "state"}``) resumes
     exactly where a checkpoint left off: the batch order of an epoch depends only on the seed,
-    rank, phase and epoch. Returns the final state (history, samples, seconds, best AUC).
+    rank, phase and epoch. Returns the final state (history, samples, seconds, best AUC and LogLoss).
     """
     device = train["ids"].device
     # DDP needs the same number of steps on every rank: the smallest shard decides.
@@ -305,11 +322,15 @@ def run_phases(
             if coll.rank == 0 and valid is not None:
                 m = evaluate(model, valid)
                 record.update({f"valid_{k}": v for k, v in m.items() if k != "n"})
-                if m["auc"] > state["best_auc"]:
-                    state["best_auc"], state["bad_epochs"], improved = m["auc"], 0, True
+                monitor, score = validation_score(m)
+                if _is_better(score, state):
+                    improved = True
+                    state.update(best_score=score, best_auc=m["auc"], best_logloss=m["logloss"], monitor=monitor,
+                                 bad_epochs=0)
                 elif last_phase:
                     state["bad_epochs"] += 1
-                print(f"[{job.name}] phase {p} epoch {e}: loss {loss:.4f} valid auc {m['auc']:.4f} "
+                shown = f"auc {m['auc']:.4f}" if m["auc"] is not None else f"auc undefined, logloss {m['logloss']:.4f}"
+                print(f"[{job.name}] phase {p} epoch {e}: loss {loss:.4f} valid {shown} "
                       f"({record['samples_per_s']:.0f} samples/s)", flush=True)
             stop = coll.broadcast(last_phase and state["bad_epochs"] >= job.patience)
             state["samples"] += seen_all

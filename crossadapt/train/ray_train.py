@@ -40,7 +40,7 @@ class TrainOutcome:
     """What a finished run leaves: best model path and the measured figures."""
 
     best_checkpoint: str
-    best_valid_auc: float
+    best_valid_auc: float | None  # None: no validation split, or one of a single class (LogLoss chose)
     history: list[dict]
     train_seconds: float
     wall_seconds: float

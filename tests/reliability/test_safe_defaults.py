@@ -89,12 +89,31 @@ def test_results_json_crash_at_rename_keeps_the_previous_file(tmp_path: Path, mo
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["results.json"]
 
 
-def test_results_with_nan_are_refused_and_the_previous_file_kept(tmp_path: Path) -> None:
+def test_results_with_nan_are_written_as_null(tmp_path: Path) -> None:
+    """NaN is not JSON: an undefined figure is null, never an unparsable token, and never a crash
+    (a refused outcome.json once failed a whole Ray Train run over one undefined AUC)."""
     path = tmp_path / "results.json"
-    atomic.write_json(path, {"auc": 0.8})
-    with pytest.raises(ValueError):  # NaN is not JSON: refused instead of written as an unparsable token
-        atomic.write_json(path, {"auc": float("nan")})
-    assert json.loads(path.read_text()) == {"auc": 0.8} and os.listdir(tmp_path) == ["results.json"]
+    atomic.write_json(path, {"auc": float("nan"), "runs": [{"loss": float("inf")}, (1.5, float("-inf"))]})
+    text = path.read_text()
+    assert json.loads(text) == {"auc": None, "runs": [{"loss": None}, [1.5, None]]}
+    assert "NaN" not in text and "Infinity" not in text and os.listdir(tmp_path) == ["results.json"]
+
+
+def test_evaluate_on_a_period_without_clicks_prints_strict_json(saved: Path, tmp_path: Path, capsys) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crossadapt import cli
+
+    root = tmp_path / "data"
+    FM.save(root)
+    (root / "period=0").mkdir()
+    pq.write_table(pa.table({"label": pa.array([0] * 6, pa.int8()), "a": list(range(5)) + [0], "b": [0, 1, 2] * 2}),
+                   root / "period=0" / "part-0.parquet")
+    with pytest.warns(UserWarning, match="undefined"):
+        assert cli.main(["evaluate", "--checkpoint", str(saved), "--data", str(root), "--periods", "0"]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert out["auc"] is None and out["bias"] is None and out["n"] == 6 and out["logloss"] > 0
 
 
 # ---------------------------------------------------------------- weights_only loading
