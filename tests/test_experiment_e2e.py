@@ -79,7 +79,8 @@ def test_results_json_follows_the_contract(experiment):
     for method, block in on_disk["online"].items():
         # one run per seed, each from that seed's offline CrossAdapt student
         assert [r["seed"] for r in block["runs"]] == list(SEEDS), method
-        assert [r["student_checkpoint"] for r in block["runs"]] == on_disk["offline_checkpoints"]["crossadapt"]
+        offline_students = dict(zip(on_disk["offline"]["crossadapt"]["seed"], on_disk["offline_checkpoints"]["crossadapt"]))
+        assert [r["student_checkpoint"] for r in block["runs"]] == [offline_students[s] for s in SEEDS]
         for run in block["runs"]:
             windows = run["windows"]
             assert [w["period"] for w in windows] == [6, 7], method

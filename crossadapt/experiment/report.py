@@ -98,9 +98,12 @@ def _pm(stat: dict, digits: int = 4, sign: bool = False) -> str:
 
 def _online_section(online: dict, meta: dict, out: Path) -> list[str]:
     """The report's online part: overall table, paired comparisons, per-period tables and plots."""
-    methods = {k: v for k, v in online.items() if isinstance(v, dict) and v.get("runs")}
+    methods = {k: v for k, v in online.items() if isinstance(v, dict) and v.get("runs") and "summary" in v}
     if not methods:
         return []
+    periods = next(iter(methods.values()))["summary"]["periods"]
+    other = [m for m, b in methods.items() if b["summary"]["periods"] != periods]  # merged from another stream
+    methods = {m: b for m, b in methods.items() if m not in other}
     seeds = sorted({s for b in methods.values() for s in b["summary"]["seeds"]})
     lines = ["## Online co-distillation", "",
              f"Mean ± sample std over seeds {seeds}; each seed's streams start from that seed's offline "
@@ -136,7 +139,8 @@ def _online_section(online: dict, meta: dict, out: Path) -> list[str]:
             lines.append(f"| {m} | {_pm(d, sign=True)} | {len(d['seeds'])} | {'yes' if d['same_sign'] else 'no'} | "
                          f"{'**yes**' if d['exceeds_spread'] else 'no'} |")
         lines.append("")
-    periods = next(iter(methods.values()))["summary"]["periods"]
+    if other:
+        lines += [f"Left out (another stream's periods than {periods}): {', '.join(other)}.", ""]
     drift = set(meta.get("drift_periods", []))
     for key, title, digits, sign in (("auc", "AUC", 4, False), ("logloss", "LogLoss", 4, False),
                                      ("bias", "bias", 3, True)):
