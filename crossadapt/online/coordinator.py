@@ -168,6 +168,11 @@ class OnlineStream:
     # ------------------------------------------------------------ actors
 
     def _actor_options(self) -> dict[str, Any]:
+        if ray.util.get_current_placement_group() is not None:
+            # Inside a Tune trial: its placement group holds only the trial's own bundle, so the
+            # pair asks for nothing more and runs on the trial's reservation (tune_spaces size
+            # trial_cpus for the trial and its two actors).
+            return {"num_cpus": 0}
         if resolve_use_gpu(self.cfg.resources):
             return {"num_cpus": 1, "num_gpus": 0.5}  # the pair shares one GPU
         free = ray.available_resources().get("CPU", 0.0)
