@@ -265,3 +265,11 @@ def test_quick_world_drifts_cross_theta_high_and_nothing_else_leaves_stable(quic
             measured = tr.scores[span & tr.fresh]
             assert measured.size and measured.max() <= o.theta_low, (k, measured.max())
         start += block.shape[0]
+
+
+def test_window_size_below_the_checked_range_is_a_config_error() -> None:
+    from crossadapt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="online.drift_window_rows"):
+        load_config(None, {"online.drift_window_rows": 499})
+    assert load_config(None, {"online.drift_window_rows": 500}).online.drift_window_rows == 500
