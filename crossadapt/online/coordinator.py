@@ -403,8 +403,9 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
                 for seed, ckpt in students.items()]
         out[m] = {"runs": runs, "summary": summarize_runs(runs)}
         ov = out[m]["summary"]["overall"]
-        _say(f"online {m}: mean auc {ov['auc']['mean']:.4f} ± {ov['auc']['std']:.4f}, mean |bias| "
-             f"{ov['abs_bias']['mean']:.4f} over {len(runs)} seed(s); {ov['steps']['mean']:.0f} steps of "
+        f4 = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731 (undefined AUC is null)
+        _say(f"online {m}: mean auc {f4(ov['auc']['mean'])} ± {f4(ov['auc']['std'])}, mean |bias| "
+             f"{f4(ov['abs_bias']['mean'])} over {len(runs)} seed(s); {ov['steps']['mean']:.0f} steps of "
              f"{cfg.online.batch_size} rows; exchange {100 * ov['exchange_share']['mean']:.1f} % of training time")
     atomic.write_json(Path(out_dir) / "online" / "results.json", {**out, "drift": trace.to_dict()})
     return out
