@@ -5,13 +5,13 @@ What runs (factory: small synthetic drifting logs, a teacher and a student train
 - ``ray``: the real coordinator, ``crossadapt.online.coordinator.run_online`` with
   ``methods=("crossadapt",)`` and ``online.tau`` set to each value: a StudentActor and a
   TeacherActor, batches through the object store, the student's weights to the teacher every tau
-  steps. Figures: stream rows / ``train_seconds`` (the issue's samples/s; it includes the per-period
-  prequential evaluation), ``exchange_seconds`` and ``exchange_share``, and the median per-window
-  rate after the first (warm-up) window.
+  steps. Figures: stream rows / ``train_seconds`` (the issue's samples/s; training loops only, the
+  per-period prequential evaluation is timed apart), ``exchange_seconds`` and ``exchange_share``
+  (of the training time), and the median per-window rate after the first (warm-up) window.
 - ``bare``: the same algorithm in this process without Ray: ``OnlineLearner`` (student) and
-  ``PeriodicTeacher`` from ``crossadapt.online.learner``, the same drift detector, reservoir,
-  history mixing, evaluation and exchange every tau steps, the same number of student steps. Its
-  student-only rate (time inside ``OnlineLearner.step``) is reported too.
+  ``PeriodicTeacher`` from ``crossadapt.online.learner``, the same drift trace and batches
+  (``crossadapt.online.mixing.StreamBatcher``), evaluation and exchange every tau steps, the same
+  number of student steps. Its student-only rate (time inside ``OnlineLearner.step``) is reported too.
 
 Ratios: ray / bare samples/s per tau.
 
@@ -39,9 +39,9 @@ from crossadapt.data import arrays as A
 from crossadapt.data.synthetic import generate
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models import build_model, load_checkpoint, save_checkpoint
-from crossadapt.online.drift import DriftDetector, r_enh_from_score
+from crossadapt.online.coordinator import drift_trace_of
 from crossadapt.online.learner import OnlineLearner, PeriodicTeacher
-from crossadapt.online.reservoir import Reservoir
+from crossadapt.online.mixing import StreamBatcher
 from crossadapt.train import engine
 from crossadapt.train.engine import TrainJob
 
@@ -114,24 +114,12 @@ class Factory:
         )
 
 
-def trained_samples(rows: int, batch: int, r_enh: float) -> int:
-    """Rows one window's student steps see: each step's current rows plus its share of history rows."""
-    total = 0
-    for s0 in range(0, rows, batch):
-        cur = min(batch, rows - s0)
-        total += cur + (int(round(cur * r_enh / (1.0 - r_enh))) if r_enh > 0 else 0)
-    return total
-
-
-# ---------------------------------------------------------------- runners
-
-
 def window_rates(windows: list[dict[str, Any]], batch: int) -> dict[str, Any]:
-    """Median rows/s over the windows after the first (warm-up) one, and trained samples."""
-    rates = [w["rows"] / w["seconds"] for w in windows]
+    """Median rows/s of training over the windows after the first (warm-up) one, and trained samples
+    (every step trains on exactly ``batch`` rows, reservoir rows included)."""
+    rates = [w["rows"] / w["train_seconds"] for w in windows]
     timed = rates[1:] if len(rates) > 1 else rates
-    trained = sum(trained_samples(w["rows"], batch, w["r_enh"]) for w in windows)
-    return {"window_rows_per_s": bc.stats(timed), "trained_samples": trained}
+    return {"window_rows_per_s": bc.stats(timed), "trained_samples": batch * sum(w["steps"] for w in windows)}
 
 
 def run_ray(f: Factory, tau: int) -> dict[str, Any]:
@@ -141,13 +129,14 @@ def run_ray(f: Factory, tau: int) -> dict[str, Any]:
     out_dir = Path(tempfile.mkdtemp(prefix=f"ray-tau{tau}-", dir=f.workdir))
     cfg = f.config(tau, out_dir)
     t0 = time.perf_counter()
-    res = run_online(cfg, f.fm, out_dir, f.teacher_ckpt, f.student_ckpt, methods=("crossadapt",))["crossadapt"]
+    res = run_online(cfg, f.fm, out_dir, f.teacher_ckpt, {cfg.seeds[0]: f.student_ckpt},
+                     methods=("crossadapt",))["crossadapt"]["runs"][0]
     wall = time.perf_counter() - t0
     rows = sum(w["rows"] for w in res["windows"])
-    out = {k: res[k] for k in ("train_seconds", "exchange_seconds", "exchange_share", "steps", "teacher_updates",
-                               "wall_seconds", "restarts")}
+    out = {k: res[k] for k in ("train_seconds", "eval_seconds", "exchange_seconds", "exchange_share", "steps",
+                               "teacher_updates", "wall_seconds", "restarts")}
     out.update(rows=rows, samples_per_s=rows / res["train_seconds"], run_online_wall_seconds=wall,
-               windows=[{k: w[k] for k in ("period", "rows", "steps", "seconds", "r_enh", "auc", "drift_score")}
+               windows=[{k: w[k] for k in ("period", "rows", "steps", "train_seconds", "r_enh", "auc", "drift_score")}
                         for w in res["windows"]])
     out.update(window_rates(res["windows"], cfg.online.batch_size))
     out["trained_samples_per_s"] = out["trained_samples"] / res["train_seconds"]
@@ -166,34 +155,23 @@ def run_bare(f: Factory, tau: int, device: torch.device) -> dict[str, Any]:
     teacher = PeriodicTeacher(load_checkpoint(f.teacher_ckpt, expected_feature_map=f.fm).model, o.teacher_lr,
                               peer=peer, peer_alpha=o.teacher_alpha, device=device, kd_kind=o.kd_kind,
                               temperature=o.temperature)
-    det = DriftDetector(o.top_k, len(f.fm.categorical_names))
-    det.set_reference(A.read_periods(f.root, [cfg.data.stream_periods[0] - 1], f.fm)["ids"])
-    res = Reservoir(o.reservoir_size, seed=seed)
-    res.add(A.read_periods(f.root, A.period_range(cfg.data.window_periods), f.fm))
-    rng = np.random.default_rng([seed, 7])
+    batcher = StreamBatcher(o, history=True, seed=seed, trace=drift_trace_of(cfg, f.fm))
+    batcher.warm_up(A.read_periods(f.root, A.period_range(cfg.data.window_periods), f.fm))
     step, exchange, train, student_s = 0, 0.0, 0.0, 0.0
     windows = []
     for k in A.period_range(cfg.data.stream_periods):
         data = A.read_periods(f.root, [k], f.fm)
-        t0 = time.perf_counter()
-        score = det.score(data["ids"]).aggregate
-        det.set_reference(data["ids"])
-        r_enh = r_enh_from_score(score, o.theta_low, o.theta_high, o.r_enh_min, o.r_enh_max)
-        if o.reset_history_on_shift and score >= o.theta_high:
-            res.clear()
         student.evaluate(data)
         teacher.evaluate(data)
-        n, bs = A.num_rows(data), o.batch_size
+        t0 = time.perf_counter()
         first = step
-        for s0 in range(0, n, bs):
-            cur = A.take(data, slice(s0, s0 + bs))
-            n_hist = int(round(A.num_rows(cur) * r_enh / (1.0 - r_enh))) if r_enh > 0 and len(res) else 0
-            batch = A.concat([cur, res.sample(n_hist, rng)]) if n_hist else cur
+        r_enh = []
+        for batch, info in batcher.batches(data):
             z = teacher.serve(batch)
             ts = time.perf_counter()
             student.step(batch, z, o.alpha)
             student_s += time.perf_counter() - ts
-            res.add(cur)
+            r_enh.append(info["r_enh"])
             step += 1
             if step % tau == 0:
                 if teacher.peer is not None:
@@ -203,7 +181,8 @@ def run_bare(f: Factory, tau: int, device: torch.device) -> dict[str, Any]:
                 teacher.update()
         seconds = time.perf_counter() - t0
         train += seconds
-        windows.append({"period": k, "rows": n, "steps": step - first, "seconds": seconds, "r_enh": r_enh})
+        windows.append({"period": k, "rows": A.num_rows(data), "steps": step - first, "train_seconds": seconds,
+                        "r_enh": float(np.mean(r_enh)) if r_enh else 0.0})
     rows = sum(w["rows"] for w in windows)
     out = {"train_seconds": train, "exchange_seconds": exchange, "exchange_share": exchange / train, "steps": step,
            "teacher_updates": teacher.version, "rows": rows, "samples_per_s": rows / train,
@@ -237,9 +216,10 @@ def main() -> None:
                    "teacher": asdict(sizes.teacher), "student": asdict(sizes.student), "batch_size": sizes.batch_size,
                    "method": "crossadapt"},
         "runs": {}, "ratios": {},
-        "notes": ["samples_per_s = stream rows / train_seconds; train_seconds includes each period's prequential "
-                  "evaluation of student and teacher (as the coordinator measures it), the same in both paths",
-                  "trained_samples counts the reservoir rows mixed into each batch as well"],
+        "notes": ["samples_per_s = stream rows / train_seconds; train_seconds covers the training loops only (each "
+                  "period's prequential evaluation of student and teacher is timed apart), the same in both paths",
+                  "trained_samples = steps x batch_size: every step trains on exactly batch_size rows, the reservoir "
+                  "rows that replace a share r_enh of each batch included"],
     }
     rows = []
     workdir = Path(tempfile.mkdtemp(prefix="crossadapt-bench-online-"))

@@ -293,13 +293,19 @@ class OnlineConfig:
     # the stable periods right after a shift mix r_enh_max of the previous regime into every batch.
     reset_history_on_shift: bool = True
     top_k: int = 100
+    # Rows W of each drift window (selection, reference, recent; crossadapt.online.drift). The
+    # score is corrected for window size (no-drift score measured below 0.01 from W = 500 to
+    # 100,000, where raw JS was 0.069 at 500), so W sets only the time resolution: a shift is seen
+    # within about W rows and the detector re-arms 3 W rows after it (shifts closer than that merge).
+    # 2000 rows is a tenth of a quick-demo period; the score is refreshed every batch_size rows.
+    drift_window_rows: int = 2000
     # Steps submitted ahead of the one the coordinator waits for (bounds object-store use).
     max_inflight: int = 8
     # Consecutive steps sent to the actors in one call (never across an exchange, so the order of
     # steps, soft labels and teacher updates is the same): one call per step spent more time in
     # Ray's per-call overhead than in training at batch 256 on 2 cores.
     steps_per_call: int = 10
-    methods: tuple[str, ...] = ("student_only", "frozen_teacher_kd", "sync_codistill", "crossadapt")
+    methods: tuple[str, ...] = ("student_only", "student_replay", "frozen_teacher_kd", "sync_codistill", "crossadapt")
 
     def __post_init__(self) -> None:
         if self.tau < 1:
@@ -314,6 +320,9 @@ class OnlineConfig:
                 raise ConfigError(f"online.{name}: must be >= 0, got {getattr(self, name)}")
         if self.reservoir_size < 0:
             raise ConfigError(f"online.reservoir_size: must be >= 0, got {self.reservoir_size}")
+        if self.drift_window_rows < 500:
+            raise ConfigError(f"online.drift_window_rows: must be >= 500 (the no-drift score is checked from "
+                              f"500 rows up), got {self.drift_window_rows}")
         for name in ("top_k", "max_inflight", "steps_per_call"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"online.{name}: must be >= 1, got {getattr(self, name)}")

@@ -75,6 +75,11 @@ def evaluate_predictions(y_true, y_prob) -> dict[str, float | None]:
     return {"auc": auc(y, p), "logloss": logloss(y, p), "bias": prediction_bias(y, p), "n": int(y.size)}
 
 
+def fmt(x: float | None, spec: str = ".4f") -> str:
+    """``x`` formatted with ``spec``, or ``n/a`` for an undefined figure (a one-class AUC is None)."""
+    return "n/a" if x is None else format(x, spec)
+
+
 def mean_std(xs) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for a single value) of per-seed figures."""
     a = np.asarray(xs, dtype=np.float64)

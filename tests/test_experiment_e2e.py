@@ -29,7 +29,7 @@ from crossadapt.experiment.run import run_experiment
 
 SEEDS = (0, 1)
 OFFLINE = ("scratch", "kd", "crossadapt", "crossadapt_no_projection", "crossadapt_no_phases", "crossadapt_full_window")
-ONLINE = ("student_only", "frozen_teacher_kd", "sync_codistill", "crossadapt")
+ONLINE = ("student_only", "student_replay", "frozen_teacher_kd", "sync_codistill", "crossadapt")
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +77,25 @@ def test_results_json_follows_the_contract(experiment):
         assert rep["inner_product_rel_error"] < 1e-5 and rep["energy_kept"] == pytest.approx(1.0, abs=1e-6), name
     assert on_disk["online"].keys() == set(ONLINE)
     for method, block in on_disk["online"].items():
-        windows = block["windows"]
-        assert [w["period"] for w in windows] == [6, 7], method
-        for w in windows:
-            assert {"auc", "logloss", "bias", "drift_score", "r_enh"} <= w.keys()
-        # ~0.62 before the shift and ~0.57 on it: chance would be 0.5 +- 0.01 on 3000 rows
-        assert sum(w["auc"] for w in windows) / len(windows) > 0.55, (method, windows)
-    drift = on_disk["online"]["crossadapt"]["windows"][1]  # period 7: the injected shift
-    assert drift["drift_score"] >= cfg.online.theta_high and drift["r_enh"] == cfg.online.r_enh_min
+        # one run per seed, each from that seed's offline CrossAdapt student
+        assert [r["seed"] for r in block["runs"]] == list(SEEDS), method
+        offline_students = dict(zip(on_disk["offline"]["crossadapt"]["seed"], on_disk["offline_checkpoints"]["crossadapt"]))
+        assert [r["student_checkpoint"] for r in block["runs"]] == [offline_students[s] for s in SEEDS]
+        for run in block["runs"]:
+            windows = run["windows"]
+            assert [w["period"] for w in windows] == [6, 7], method
+            for w in windows:
+                assert {"auc", "logloss", "bias", "drift_score", "drift_score_max", "shifts", "r_enh"} <= w.keys()
+            # ~0.62 before the shift and ~0.57 on it: chance would be 0.5 +- 0.01 on 3000 rows
+            assert sum(w["auc"] for w in windows) / len(windows) > 0.55, (method, windows)
+            assert run["steps"] * cfg.online.batch_size == run["rows_trained"] + run["history_rows"]
+        s = block["summary"]
+        assert s["seeds"] == list(SEEDS) and s["periods"] == [6, 7]
+        assert len(s["per_period"]["auc"]["mean"]) == 2 and s["overall"]["auc"]["std"] is not None
+    drift = on_disk["online"]["crossadapt"]["runs"][0]["windows"][1]  # period 7: the injected shift
+    assert drift["shifts"] == 1 and drift["drift_score_max"] >= cfg.online.theta_high
+    assert drift["r_enh"] < cfg.online.r_enh_max  # history mixing cut back after the shift
+    assert on_disk["online_meta"]["drift_trace"]["shift_ends"]
 
 
 def test_report_and_plots(experiment):
@@ -93,6 +104,7 @@ def test_report_and_plots(experiment):
     report = (out / "report.md").read_text()
     for method in OFFLINE + ONLINE:
         assert method in report
+    assert "Per period: AUC" in report and "exceeds spread" in report
     for png in ("offline_auc.png", "offline_time.png", "online_auc.png", "online_drift.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
@@ -102,7 +114,8 @@ def test_report_and_plots(experiment):
 def test_one_wandb_offline_run_per_method_and_seed(experiment):
     cfg, _ = experiment
     runs = {r["name"]: r for r in offline_runs(cfg.out_dir)}
-    expected = {"teacher"} | {f"{m}-seed{s}" for m in OFFLINE for s in SEEDS} | {f"online-{m}-seed0" for m in ONLINE}
+    expected = ({"teacher"} | {f"{m}-seed{s}" for m in OFFLINE for s in SEEDS}
+                | {f"online-{m}-seed{s}" for m in ONLINE for s in SEEDS})
     assert expected <= set(runs)
     assert {r["group"] for r in runs.values()} == {"e2e"}
     assert runs["crossadapt-seed1"]["job_type"] == "crossadapt"

@@ -1,4 +1,5 @@
-"""The online stage on Ray: the tau exchange, prequential windows, drift ground truth, resume."""
+"""The online stage on Ray: the tau exchange, prequential windows, drift ground truth, equal batches,
+student_replay = CrossAdapt's batches, resume."""
 
 from __future__ import annotations
 
@@ -8,26 +9,27 @@ import ray
 
 from crossadapt.data import arrays as A
 from crossadapt.models import load_checkpoint
-from crossadapt.online.coordinator import OnlineStream, run_online
+from crossadapt.online.coordinator import OnlineStream, run_online, stream_inputs
 from crossadapt.train import engine
 
 
 def test_teacher_weights_change_exactly_every_tau_steps(ray_session, tiny_online_world, online_cfg, tmp_path):
     root, fm, teacher, student = tiny_online_world
     cfg = online_cfg(root, tmp_path, tau=3)
-    stream = OnlineStream("crossadapt", cfg, fm, tmp_path, teacher, student, None, None, seed=0)
+    history, trace = stream_inputs(cfg, fm)
+    stream = OnlineStream("crossadapt", cfg, fm, tmp_path, teacher, student, history, trace, seed=0)
     state = stream._fresh()
     stream._start_actors(state)
     try:
         digests = [ray.get(stream.teacher.weights_digest.remote())]
-        for _ in range(2):  # two periods: 12 steps each (3000 rows / 256), so tau straddles the boundary
+        for _ in range(2):  # two periods; tau = 3 straddles the boundary unless a period's steps divide by 3
             state = stream._period(state)
             digests.append(ray.get(stream.teacher.weights_digest.remote()))
         served = ray.get(stream.teacher.served_versions.remote())
     finally:
         stream._kill_actors()
     steps = state["step"]
-    assert steps == 24
+    assert steps == sum(w["steps"] for w in state["windows"]) and steps > 2 * 3000 // 256  # history adds steps
     # batch i was labelled by the teacher after floor(i / 3) updates: new weights every 3 steps, never between
     assert served == [i // 3 for i in range(steps)]
     assert state["windows"][-1]["teacher_version"] == steps // 3
@@ -37,34 +39,57 @@ def test_teacher_weights_change_exactly_every_tau_steps(ray_session, tiny_online
 def test_online_end_to_end(ray_session, tiny_online_world, online_cfg, tmp_path):
     root, fm, teacher, student = tiny_online_world
     cfg = online_cfg(root, tmp_path, tau=4)
-    out = run_online(cfg, fm, tmp_path, teacher, student)
-    assert set(out) == set(cfg.online.methods)
+    o = cfg.online
+    out = run_online(cfg, fm, tmp_path, teacher, {0: student})
+    assert set(out) == set(o.methods) and "student_replay" in out
     first = A.read_periods(root, [5], fm)
     before = engine.evaluate(load_checkpoint(student).model, first)
     for m, block in out.items():
-        w = block["windows"]
+        assert [r["seed"] for r in block["runs"]] == [0] and block["summary"]["seeds"] == [0]
+        run = block["runs"][0]
+        w = run["windows"]
         assert [x["period"] for x in w] == [5, 6, 7]
         # prequential: the first window is scored by the untouched starting student
         assert w[0]["auc"] == pytest.approx(before["auc"], abs=1e-9), m
         assert all(0.5 < x["auc"] < 1 and np.isfinite(x["logloss"]) for x in w), m
-        # the detector fires at the injected drift (period 6) and nowhere else
-        assert [x["drift_score"] >= cfg.online.theta_high for x in w] == [False, True, False], m
-        assert [x["drift_score"] <= cfg.online.theta_low for x in w] == [True, False, True], m
-        assert block["steps"] == 3 * 12 and sum(x["rows"] for x in w) == 9000
-    ca = out["crossadapt"]["windows"]
-    assert [x["r_enh"] for x in ca] == [cfg.online.r_enh_max, cfg.online.r_enh_min, cfg.online.r_enh_max]
-    assert all(x["r_enh"] == 0 for m in ("student_only", "frozen_teacher_kd", "sync_codistill")
-               for x in out[m]["windows"])
-    assert out["crossadapt"]["teacher_updates"] == 36 // 4 and out["sync_codistill"]["teacher_updates"] == 36
-    assert out["frozen_teacher_kd"]["teacher_updates"] == 0
-    assert out["crossadapt"]["exchange_seconds"] > 0 and out["student_only"]["exchange_seconds"] == 0
-    assert "teacher_auc" in ca[0] and "teacher_auc" not in out["student_only"]["windows"][0]
+        # causal detector: stable going into the stream, the shift declared inside period 6 (the
+        # injected drift) from its own rows, and nowhere else
+        assert w[0]["drift_score"] <= o.theta_low, m
+        assert [x["shifts"] for x in w] == [0, 1, 0], m
+        assert [x["drift_score_max"] >= o.theta_high for x in w] == [False, True, True], m  # 7 starts held
+        assert w[1]["drift_score"] <= o.theta_low  # period 6's first batch cannot know about period 6
+        # equal compute: every step trains on exactly batch_size rows; all rows but the last partial batch
+        assert run["steps"] * o.batch_size == run["rows_trained"] + run["history_rows"], m
+        assert run["rows_trained"] + run["rows_untrained"] == sum(x["rows"] for x in w) == 9000, m
+        assert 0 <= run["rows_untrained"] < o.batch_size, m
+        assert run["exchange_share"] == pytest.approx(run["exchange_seconds"] / run["train_seconds"]), m
+        assert run["train_seconds"] == pytest.approx(sum(x["train_seconds"] for x in w)), m
+        assert block["summary"]["overall"]["auc"]["mean"] == pytest.approx(np.mean([x["auc"] for x in w]))
+    for m in ("student_only", "frozen_teacher_kd", "sync_codistill"):
+        run = out[m]["runs"][0]
+        assert run["steps"] == 9000 // o.batch_size and run["history_rows"] == 0, m
+        assert all(x["r_enh"] == 0 for x in run["windows"]), m
+    ca, replay = out["crossadapt"]["runs"][0], out["student_replay"]["runs"][0]
+    # CrossAdapt and student_replay: the same batches and steps; they differ only in the teacher
+    for key in ("steps", "rows_trained", "history_rows"):
+        assert ca[key] == replay[key], key
+    assert [x["r_enh"] for x in ca["windows"]] == [x["r_enh"] for x in replay["windows"]]
+    assert [x["auc"] for x in ca["windows"]] != [x["auc"] for x in replay["windows"]]
+    r = [x["r_enh"] for x in ca["windows"]]
+    assert r[0] == o.r_enh_max and r[1] < o.r_enh_max and ca["history_rows"] > 0
+    assert ca["steps"] > out["student_only"]["runs"][0]["steps"]
+    assert ca["teacher_updates"] == ca["steps"] // 4
+    assert out["sync_codistill"]["runs"][0]["teacher_updates"] == out["sync_codistill"]["runs"][0]["steps"]
+    assert out["frozen_teacher_kd"]["runs"][0]["teacher_updates"] == 0
+    assert ca["exchange_seconds"] > 0 and out["student_only"]["runs"][0]["exchange_seconds"] == 0
+    assert "teacher_auc" in ca["windows"][0] and "teacher_auc" not in replay["windows"][0]
     # a frozen teacher's soft labels do not move: its AUC on each window is the starting teacher's
     ft = load_checkpoint(teacher).model
-    for x in out["frozen_teacher_kd"]["windows"]:
+    for x in out["frozen_teacher_kd"]["runs"][0]["windows"]:
         got = engine.evaluate(ft, A.read_periods(root, [x["period"]], fm))["auc"]
         assert x["teacher_auc"] == pytest.approx(got, abs=1e-9)
 
     # a second run with the same inputs resumes from the commits: nothing is trained again
-    again = run_online(cfg, fm, tmp_path, teacher, student, methods=("crossadapt",))
-    assert again["crossadapt"]["windows"] == ca  # measured seconds included: loaded, not recomputed
+    again = run_online(cfg, fm, tmp_path, teacher, {0: student}, methods=("crossadapt",))
+    assert again["crossadapt"]["runs"][0]["windows"] == ca["windows"]  # measured seconds included: loaded
+    assert (tmp_path / "online" / "crossadapt" / "seed0" / "stream.pt").is_file()

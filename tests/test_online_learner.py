@@ -99,10 +99,14 @@ def test_student_step_uses_soft_labels_only_with_alpha():
 
 def test_method_table():
     cfg = OnlineConfig(tau=7)
-    assert set(ONLINE_METHODS) == {"student_only", "frozen_teacher_kd", "sync_codistill", "crossadapt"}
+    assert set(ONLINE_METHODS) == {"student_only", "student_replay", "frozen_teacher_kd", "sync_codistill", "crossadapt"}
+    assert set(cfg.methods) == set(ONLINE_METHODS)  # every method runs by default
     assert teacher_interval(get_online_method("crossadapt"), cfg) == 7
     assert teacher_interval(get_online_method("sync_codistill"), cfg) == 1
     assert teacher_interval(get_online_method("frozen_teacher_kd"), cfg) is None
     assert not get_online_method("student_only").kd and get_online_method("crossadapt").history
+    # student_replay: CrossAdapt's history without a teacher
+    replay, ca = get_online_method("student_replay"), get_online_method("crossadapt")
+    assert replay.history == ca.history and not replay.kd and teacher_interval(replay, cfg) is None
     with pytest.raises(Exception, match="valid methods"):
         get_online_method("nope")

@@ -12,6 +12,7 @@ from crossadapt.config import ExperimentConfig, TrackingConfig
 from crossadapt.errors import DataError
 from crossadapt.experiment.compare import compare_table
 from crossadapt.experiment.track import track_offline, track_online
+from crossadapt.online.summary import summarize_runs
 from crossadapt.tracking import INDEX_FILE, Tracker
 
 SECRET = "ca-test-secret-0123456789"
@@ -23,14 +24,15 @@ def _results() -> dict:
                              "history": [{"epoch": 0, "loss": 0.5, "valid_auc": 0.6},
                                          {"epoch": 1, "loss": 0.4, "valid_auc": 0.7}]}
     records = [rec(m, s, 0.7 + 0.01 * s) for s in (0, 1) for m in ("kd", "crossadapt")]
+    runs = [{"seed": s, "steps": 10, "windows": [{"period": 9, "auc": 0.7 + 0.02 * s, "bias": 0.1, "logloss": 0.3},
+                                                 {"period": 10, "auc": 0.72 + 0.02 * s, "bias": -0.1, "logloss": 0.3}]}
+            for s in (0, 1)]
     return {
         "teacher": {"auc": 0.7, "logloss": 0.4, "bias": 0.0, "train_seconds": 3.0, "history": [{"loss": 0.5}]},
         "offline_records": records,
         "offline": {m: {k: [r[k] for r in records if r["method"] == m] for k in ("seed", "auc", "train_seconds")}
                     for m in ("kd", "crossadapt")},
-        "online": {"crossadapt": {"windows": [{"period": 9, "auc": 0.7, "bias": 0.1, "logloss": 0.3},
-                                              {"period": 10, "auc": 0.72, "bias": -0.1, "logloss": 0.3}],
-                                  "steps": 10}},
+        "online": {"crossadapt": {"runs": runs, "summary": summarize_runs(runs)}},
     }
 
 
@@ -43,7 +45,7 @@ def test_offline_runs_one_per_method_and_seed_grouped(tmp_path, monkeypatch):
     track_online(tracker, cfg, _results())
     runs = {r["name"]: r for r in offline_runs(tmp_path)}
     assert set(runs) == {"teacher", "kd-seed0", "kd-seed1", "crossadapt-seed0", "crossadapt-seed1",
-                         "online-crossadapt-seed0"}
+                         "online-crossadapt-seed0", "online-crossadapt-seed1"}
     assert {r["group"] for r in runs.values()} == {"exp-1"}
     assert runs["kd-seed1"]["job_type"] == "kd" and runs["online-crossadapt-seed0"]["job_type"] == "online-crossadapt"
     kd1 = runs["kd-seed1"]
@@ -51,7 +53,9 @@ def test_offline_runs_one_per_method_and_seed_grouped(tmp_path, monkeypatch):
     assert [h["valid_auc"] for h in kd1["history"]] == [0.6, 0.7]  # metrics per epoch
     assert kd1["summary"]["auc"] == pytest.approx(0.71)
     assert [h["auc"] for h in runs["online-crossadapt-seed0"]["history"]] == [0.7, 0.72]  # per period
-    assert len(tracker.index) == 6 and (tmp_path / INDEX_FILE).is_file()
+    assert [h["auc"] for h in runs["online-crossadapt-seed1"]["history"]] == pytest.approx([0.72, 0.74])
+    assert runs["online-crossadapt-seed1"]["config"]["seed"] == 1
+    assert len(tracker.index) == 7 and (tmp_path / INDEX_FILE).is_file()
     # the API key is in the environment, and in no file the runs wrote
     for f in tmp_path.rglob("*"):
         if f.is_file():
@@ -104,6 +108,6 @@ def test_compare_table(tmp_path):
     assert "0.7000 ± 0.0000" in kd and "0.8000 ± 0.0000" in kd
     ca = next(line for line in table.splitlines() if line.startswith("| crossadapt |"))
     assert ca.rstrip().endswith("| - |")  # b has no crossadapt offline
-    assert "0.7100 / 0.1000" in table  # online mean AUC / mean |bias|
+    assert "0.7200 ± 0.0141 / 0.1000" in table  # online mean AUC ± std over seeds / mean |bias|
     with pytest.raises(DataError, match="no results.json"):
         compare_table([tmp_path / "missing"])

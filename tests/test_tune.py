@@ -118,3 +118,28 @@ def test_asha_search_end_to_end_and_resume(ray_session, tmp_path, monkeypatch):
     # an interrupted or finished search resumes from its folder instead of starting over
     again = run_tune(cfg, fm, space)
     assert [r["trial"] for r in again] == [r["trial"] for r in rows]
+
+
+def test_online_search_runs_the_actor_pair_inside_trials(ray_session, tiny_online_world, online_cfg, tmp_path,
+                                                          monkeypatch):
+    """Online trials start a StudentActor/TeacherActor pair inside the trial's placement group and report
+    the prequential AUC after every period (the pair used to be unschedulable there)."""
+    from crossadapt.tune.search import run_tune
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    root, fm, teacher, student = tiny_online_world
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"teacher": {"checkpoint": teacher},
+                                                  "offline": {"crossadapt": {"seed": [0]}},
+                                                  "offline_checkpoints": {"crossadapt": [student]}}))
+    base = online_cfg(root, out)
+    cfg = ExperimentConfig(out_dir=str(out), seeds=(0,), data=DataConfig(**{**vars(base.data), "stream_periods": (5, 7)}),
+                           teacher=ModelConfig(name="dnn", embed_dim=8, hidden_units=(32, 16)),
+                           student=ModelConfig(name="dcnv2", embed_dim=8, hidden_units=(32,), num_cross_layers=2),
+                           online=base.online, tracking=TrackingConfig(wandb="disabled"))
+    space = load_space(_space(tmp_path, "stage: online\nnum_samples: 2\ntrial_cpus: 0.5\n"
+                                        "asha: {grace_period: 2}\nparams:\n  online.tau: {type: choice, values: [2, 4]}\n"))
+    rows = run_tune(cfg, fm, space)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
+    assert all(r["reports"] == 2 and r["online_auc"] > 0.55 for r in rows), rows  # one report per period

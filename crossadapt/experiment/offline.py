@@ -22,7 +22,7 @@ from crossadapt.experiment import paired
 from crossadapt.experiment.methods import get_method, phases_for
 from crossadapt.experiment.teacher_check import judge_teacher
 from crossadapt.featuremap import FeatureMap
-from crossadapt.metrics import evaluate_predictions
+from crossadapt.metrics import evaluate_predictions, fmt
 from crossadapt.models import load_checkpoint
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
@@ -219,7 +219,7 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     check = judge_teacher(cfg, fm, teacher.best_checkpoint)  # a teacher no better than counting stops here
     test = test_arrays(cfg, fm)
     teacher_metrics = evaluate_checkpoint(teacher.best_checkpoint, fm, test)
-    _say(f"teacher test auc {teacher_metrics['auc']:.4f} logloss {teacher_metrics['logloss']:.4f} "
+    _say(f"teacher test auc {fmt(teacher_metrics['auc'])} logloss {teacher_metrics['logloss']:.4f} "
          f"({teacher.train_seconds:.1f} s)")
 
     needs_projection = any(get_method(m).projection for m in cfg.methods)
@@ -234,8 +234,8 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     _say(f"students: {len(cfg.methods)} methods x {len(cfg.seeds)} seeds in one Ray Train run")
     records = run_students(cfg, fm, teacher.best_checkpoint, init_path, proj_seconds, out_dir, test)
     for rec in records:
-        _say(f"{rec['method']} seed {rec['seed']}: test auc {rec['auc']:.4f} logloss {rec['logloss']:.4f} "
-             f"bias {rec['bias']:+.3f} train {rec['train_seconds']:.1f} s")
+        _say(f"{rec['method']} seed {rec['seed']}: test auc {fmt(rec['auc'])} logloss {rec['logloss']:.4f} "
+             f"bias {fmt(rec['bias'], '+.3f')} train {rec['train_seconds']:.1f} s")
         if on_record:
             on_record(rec)
     return {

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from crossadapt import atomic  # noqa: E402
 from crossadapt.experiment import tables  # noqa: E402
 from crossadapt.metrics import mean_std  # noqa: E402
+from crossadapt.online.summary import paired_difference  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -41,34 +42,127 @@ def _bar(offline: dict, key: str, ylabel: str, path: Path, reference: tuple[str,
     _save(fig, path)
 
 
-def _online_plots(online: dict, drift_periods: list[int], out: Path) -> list[str]:
+def _online_plots(online: dict, meta: dict, out: Path) -> list[str]:
+    """AUC per period (mean over seeds, band: ± std) and the drift score over the stream."""
+    drift_periods = meta.get("drift_periods", [])
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for m, block in online.items():
-        w = block["windows"]
-        ax.plot([x["period"] for x in w], [x["auc"] for x in w], marker="o", label=m,
-                linewidth=2.5 if m == "crossadapt" else 1.2)
+        s = block["summary"]
+        x = np.asarray(s["periods"], dtype=float)
+        mean = np.array([np.nan if v is None else v for v in s["per_period"]["auc"]["mean"]])
+        std = np.array([0.0 if v is None else v for v in s["per_period"]["auc"]["std"]])
+        line, = ax.plot(x, mean, marker="o", label=f"{m} (n={len(s['seeds'])})",
+                        linewidth=2.5 if m == "crossadapt" else 1.2)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0)
     for d in drift_periods:
         ax.axvline(d, color="k", linestyle=":", alpha=0.6)
     ax.set_xlabel("period")
     ax.set_ylabel("AUC (test-then-train)")
-    ax.set_title("Online AUC per period (dotted: injected drift)")
+    ax.set_title("Online AUC per period, mean ± std over seeds (dotted: injected drift)")
     ax.legend(fontsize=8)
     _save(fig, out / "online_auc.png")
 
-    ca = online.get("crossadapt", next(iter(online.values())))["windows"]
-    fig, ax1 = plt.subplots(figsize=(8, 3.6))
-    periods = [x["period"] for x in ca]
-    ax1.plot(periods, [x["drift_score"] for x in ca], marker="o", color="#1f77b4", label="drift score (JS)")
-    ax1.set_ylabel("drift score (JS divergence)", color="#1f77b4")
-    ax2 = ax1.twinx()
-    ax2.step(periods, [x["r_enh"] for x in ca], where="mid", color="#ff7f0e", label="r_enh")
-    ax2.set_ylabel("r_enh (history share)", color="#ff7f0e")
-    for d in drift_periods:
-        ax1.axvline(d, color="k", linestyle=":", alpha=0.6)
-    ax1.set_xlabel("period")
-    ax1.set_title("Drift score and history mixing (dotted: injected drift)")
-    _save(fig, out / "online_drift.png")
-    return ["online_auc.png", "online_drift.png"]
+    pngs = ["online_auc.png"]
+    trace = meta.get("drift_trace")
+    if trace and trace.get("ends"):
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        ax.plot(trace["ends"], trace["scores"], color="#1f77b4", linewidth=1.2,
+                label=f"drift score (W = {meta.get('drift_window_rows', '?')} rows)")
+        for name, key, style in (("theta_low", "theta_low", "--"), ("theta_high", "theta_high", "-.")):
+            if key in meta:
+                ax.axhline(meta[key], color="#7f7f7f", linestyle=style, linewidth=1, label=name)
+        for i, e in enumerate(trace.get("shift_ends", [])):
+            ax.axvline(e, color="#d62728", alpha=0.7, label="shift declared" if i == 0 else None)
+        # period boundaries and injected drifts, from the first run's windows
+        first = next(iter(online.values()))["runs"][0]["windows"]
+        starts = np.cumsum([0] + [w["rows"] for w in first])[:-1]
+        for w, x0 in zip(first, starts):
+            if w["period"] in drift_periods:
+                ax.axvline(x0, color="k", linestyle=":", alpha=0.6)
+        ax.set_xticks(starts, [str(w["period"]) for w in first])
+        ax.set_xlabel("stream position (ticks: period starts; dotted: injected drift)")
+        ax.set_ylabel("JS above the no-drift level")
+        ax.set_title("Causal drift score over the stream (refreshed every batch of traffic)")
+        ax.legend(fontsize=8)
+        _save(fig, out / "online_drift.png")
+        pngs.append("online_drift.png")
+    return pngs
+
+
+def _pm(stat: dict, digits: int = 4, sign: bool = False) -> str:
+    """``mean ± std`` of a summary statistic (``-`` when undefined)."""
+    if stat is None or stat.get("mean") is None:
+        return "-"
+    f = f"{{:{'+' if sign else ''}.{digits}f}}"
+    return f"{f.format(stat['mean'])} ± {(stat.get('std') or 0.0):.{digits}f}"
+
+
+def _online_section(online: dict, meta: dict, out: Path) -> list[str]:
+    """The report's online part: overall table, paired comparisons, per-period tables and plots."""
+    methods = {k: v for k, v in online.items() if isinstance(v, dict) and v.get("runs") and "summary" in v}
+    if not methods:
+        return []
+    periods = next(iter(methods.values()))["summary"]["periods"]
+    other = [m for m, b in methods.items() if b["summary"]["periods"] != periods]  # merged from another stream
+    methods = {m: b for m, b in methods.items() if m not in other}
+    seeds = sorted({s for b in methods.values() for s in b["summary"]["seeds"]})
+    lines = ["## Online co-distillation", "",
+             f"Mean ± sample std over seeds {seeds}; each seed's streams start from that seed's offline "
+             "CrossAdapt student. Figures per seed are first averaged over the stream's periods "
+             "(prequential: each period is scored before it is trained on). Degradation: AUC of the "
+             "first period minus the mean AUC of the later ones (positive: AUC fell).", "",
+             "| method | mean AUC | mean LogLoss | mean abs bias | AUC degradation | steps | rows trained (current + history) | exchange share of training time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m, b in methods.items():
+        ov = b["summary"]["overall"]
+        cur, hist = ov["rows_trained"]["mean"], ov["history_rows"]["mean"]
+        rows = f"{cur:.0f} + {hist:.0f}" if cur is not None and hist is not None else "-"
+        share = ov["exchange_share"]
+        lines.append(f"| {m} | {_pm(ov['auc'])} | {_pm(ov['logloss'])} | {_pm(ov['abs_bias'])} | "
+                     f"{_pm(ov['degradation'], sign=True)} | {ov['steps']['mean']:.0f} | {rows} | "
+                     f"{100 * (share['mean'] or 0):.2f} % |")
+    batch = next(iter(methods.values()))["runs"][0].get("batch_size")
+    lines += ["", f"Compute: every step of every method trains on exactly {batch} rows; methods with history "
+              "replace a share r_enh of each batch by reservoir rows, so they take more steps to consume the "
+              "same stream. student_replay has CrossAdapt's exact batches and steps: crossadapt vs "
+              "student_replay is the gain of co-distillation at equal compute.", ""]
+    if "crossadapt" in methods:
+        lines += ["Paired by seed, mean AUC of crossadapt minus each method (mean ± std over seeds). The "
+                  "difference exceeds the spread when its absolute mean is larger than the larger of the two "
+                  "methods' std over seeds.", "", "| vs | Δ mean AUC | seeds | every seed same sign | exceeds spread |",
+                  "|---|---|---|---|---|"]
+        for m, b in methods.items():
+            if m == "crossadapt":
+                continue
+            d = paired_difference(methods["crossadapt"], b, "auc")
+            if d is None:
+                continue
+            lines.append(f"| {m} | {_pm(d, sign=True)} | {len(d['seeds'])} | {'yes' if d['same_sign'] else 'no'} | "
+                         f"{'**yes**' if d['exceeds_spread'] else 'no'} |")
+        lines.append("")
+    if other:
+        lines += [f"Left out (another stream's periods than {periods}): {', '.join(other)}.", ""]
+    drift = set(meta.get("drift_periods", []))
+    for key, title, digits, sign in (("auc", "AUC", 4, False), ("logloss", "LogLoss", 4, False),
+                                     ("bias", "bias", 3, True)):
+        lines += [f"Per period: {title} (mean ± std over seeds; * injected drift)", "",
+                  "| period | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+        for j, k in enumerate(periods):
+            cells = []
+            for b in methods.values():
+                pp = b["summary"]["per_period"][key]
+                cells.append(_pm({"mean": pp["mean"][j], "std": pp["std"][j]}, digits, sign))
+            lines.append(f"| {k}{'*' if k in drift else ''} | " + " | ".join(cells) + " |")
+        lines.append("")
+    first = next(iter(methods.values()))["runs"][0]["windows"]
+    lines += ["Drift (causal: the score in force at a period's first row was measured on earlier rows only)", "",
+              "| period | score at start | max score in period | shifts declared |", "|---|---|---|---|"]
+    for w in first:
+        lines.append(f"| {w['period']}{'*' if w['period'] in drift else ''} | {w['drift_score']:.4f} | "
+                     f"{w['drift_score_max']:.4f} | {w['shifts']} |")
+    lines.append("")
+    pngs = _online_plots(methods, meta, out)
+    return lines + [f"![{p}]({p})" for p in pngs] + [""]
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -126,17 +220,7 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     lines += _projection_lines(results)
     online = results.get("online")
     if online:
-        methods = {k: v for k, v in online.items() if isinstance(v, dict) and "windows" in v}
-        lines += ["## Online co-distillation", "", "| method | mean AUC | mean LogLoss | mean abs bias | AUC degradation vs first window |",
-                  "|---|---|---|---|---|"]
-        for m, b in methods.items():
-            w = b["windows"]
-            aucs = [x["auc"] for x in w]
-            lines.append(f"| {m} | {np.mean(aucs):.4f} | {np.mean([x['logloss'] for x in w]):.4f} | "
-                         f"{np.mean([abs(x['bias']) for x in w]):.4f} | {aucs[0] - np.mean(aucs[1:]) if len(aucs) > 1 else 0:+.4f} |")
-        drift = results.get("online_meta", {}).get("drift_periods", [])
-        pngs = _online_plots(methods, drift, out)
-        lines += [""] + [f"![{p}]({p})" for p in pngs] + [""]
+        lines += _online_section(online, results.get("online_meta", {}), out)
     path = out / "report.md"
     atomic.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -36,7 +36,8 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
         atomic.write_json(out / RESULTS_FILE, results)
         track_offline(tracker, cfg, results)
     if "online" in stages:
-        _add_online(cfg, fm, results, results["teacher"]["checkpoint"], _crossadapt_student(results), tracker)
+        _add_online(cfg, fm, results, results["teacher"]["checkpoint"], _crossadapt_students(results, cfg.seeds),
+                    tracker)
     _publish(cfg, results, tracker)
     return results
 
@@ -63,26 +64,36 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
             raise ConfigError(f"{path}: no offline results to take checkpoints from; pass --teacher and --student "
                               "or run `crossadapt transfer` first")
         teacher_ckpt = teacher_ckpt or results["teacher"]["checkpoint"]
-        student_ckpt = student_ckpt or _crossadapt_student(results)
+    # One given student starts every seed's streams; otherwise each seed starts from its own.
+    students = {s: student_ckpt for s in cfg.seeds} if student_ckpt else _crossadapt_students(results, cfg.seeds)
     fm = prepare_data(cfg)
     # Before Ray or any actor starts: a checkpoint that does not fit the data or the config is named here.
     load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
-    load_checkpoint(student_ckpt, expected_feature_map=fm, expected_model=("student", cfg.student))
+    for ckpt in dict.fromkeys(students.values()):
+        load_checkpoint(ckpt, expected_feature_map=fm, expected_model=("student", cfg.student))
     init_ray()
     tracker = Tracker(cfg.tracking, out)
-    _add_online(cfg, fm, results, teacher_ckpt, student_ckpt, tracker)
+    _add_online(cfg, fm, results, teacher_ckpt, students, tracker)
     _publish(cfg, results, tracker)
     return results
 
 
-def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, student_ckpt: str,
+def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, students: dict[int, str],
                 tracker: Tracker) -> None:
-    """Run the online stage into ``results``, write them and send the online runs to the tracker."""
-    from crossadapt.online.coordinator import drift_periods, run_online
+    """Run the online stage (every method, every seed of ``students``) into ``results``, write them
+    and send the online runs to the tracker. Blocks are merged per method into ``results["online"]``."""
+    from crossadapt.online.coordinator import drift_periods, drift_trace_of, run_online
 
-    results["online"] = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, student_ckpt=student_ckpt)
+    trace = drift_trace_of(cfg, fm)
+    blocks = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace)
+    online = results.get("online") if isinstance(results.get("online"), dict) else {}
+    results["online"] = {**online, **blocks}
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
-                              "student_checkpoint": student_ckpt, "stream_periods": list(cfg.data.stream_periods)}
+                              "student_checkpoints": {str(s): p for s, p in students.items()},
+                              "stream_periods": list(cfg.data.stream_periods),
+                              "drift_window_rows": cfg.online.drift_window_rows,
+                              "theta_low": cfg.online.theta_low, "theta_high": cfg.online.theta_high,
+                              "drift_trace": trace.pooled()}
     atomic.write_json(Path(cfg.out_dir) / RESULTS_FILE, results)
     track_online(tracker, cfg, results)
 
@@ -99,8 +110,18 @@ def _add_paired_tests(cfg: ExperimentConfig, fm, results: dict) -> None:
         results["paired_tests"] = block
 
 
-def _crossadapt_student(results: dict) -> str:
-    """The offline CrossAdapt student of the first seed: where the online stage starts."""
-    from crossadapt.experiment.offline import student_checkpoint
-
-    return student_checkpoint(results, "crossadapt")
+def _crossadapt_students(results: dict, seeds: tuple[int, ...]) -> dict[int, str]:
+    """The offline CrossAdapt student of every seed in ``seeds``: where that seed's online streams start."""
+    path = Path(results.get("config", {}).get("out_dir", ".")) / RESULTS_FILE
+    try:
+        offline_seeds = list(results["offline"]["crossadapt"]["seed"])
+        ckpts = list(results["offline_checkpoints"]["crossadapt"])
+    except KeyError:
+        raise ConfigError(f"{path}: no offline crossadapt students; the online stage starts from them (include "
+                          "crossadapt in methods, or pass --student)") from None
+    by_seed = dict(zip(offline_seeds, ckpts))
+    missing = [s for s in seeds if s not in by_seed]
+    if missing:
+        raise ConfigError(f"{path}: no offline crossadapt student for seed(s) {missing} (offline seeds "
+                          f"{offline_seeds}); run the offline stage with those seeds or pass --student")
+    return {s: by_seed[s] for s in seeds}

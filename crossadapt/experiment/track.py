@@ -1,5 +1,5 @@
 """Send an experiment's results to W&B: the teacher, one run per offline method x seed, one per online
-method, and the report's plots. Runs are written from the results on the driver once a stage is
+method x seed, and the report's plots. Runs are written from the results on the driver once a stage is
 done (workers never talk to W&B), so a failed or absent W&B cannot disturb training.
 """
 
@@ -32,15 +32,16 @@ def track_offline(tracker: Tracker, cfg: ExperimentConfig, results: dict[str, An
 
 
 def track_online(tracker: Tracker, cfg: ExperimentConfig, results: dict[str, Any]) -> None:
-    """One run per online method with its per-period windows (step = period)."""
+    """One run per online method and seed with its per-period windows (step = period), grouped by method."""
     base = to_dict(cfg)
-    seed = cfg.seeds[0]
     for method, block in results.get("online", {}).items():
-        cfg_run = {**base, "stage": "online", "method": method, "seed": seed}
-        with tracker.run(f"online-{method}-seed{seed}", f"online-{method}", cfg_run) as run:
-            for w in block["windows"]:
-                run.log(w, step=int(w["period"]))
-            run.summary({k: v for k, v in block.items() if k != "windows"})
+        for run_block in block.get("runs", []):
+            seed = run_block["seed"]
+            cfg_run = {**base, "stage": "online", "method": method, "seed": seed}
+            with tracker.run(f"online-{method}-seed{seed}", f"online-{method}", cfg_run) as run:
+                for w in run_block["windows"]:
+                    run.log({k: v for k, v in w.items() if k != "shift_rows"}, step=int(w["period"]))
+                run.summary({k: v for k, v in run_block.items() if k != "windows"})
 
 
 def track_report(tracker: Tracker, cfg: ExperimentConfig, out_dir: str | Path) -> None:

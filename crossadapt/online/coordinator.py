@@ -1,28 +1,33 @@
 """The online stage: replay time-ordered periods through the student/teacher actor pair (Ray glue).
 
-Per period ``k`` of ``data.stream_periods``, for each online method (same stream, seed and start):
+Once per run, the drift detector (``crossadapt.online.drift``) runs over the traffic: the rows
+before the stream, then the stream itself, its score refreshed after every ``online.batch_size``
+rows. Each score is measured on rows already seen, so replaying this trace is what a live
+detector beside the stream would have decided; it depends on the traffic alone and every method
+and seed replays the same one.
 
-1. **Drift.** The JS divergence of period ``k``'s ids against period ``k - 1`` (the reference
-   window; the period before the stream for the first one) gives the score ``s``; methods with
-   history set ``r_enh = schedule(s)`` (``crossadapt.online.drift.r_enh_from_score``), others 0.
-2. **Test.** The student (and the teacher) are evaluated on all of period ``k`` before training on
+Then for every online method and every seed (each seed's stream starts from its own student
+checkpoint and the teacher), period by period ``k`` of ``data.stream_periods``:
+
+1. **Test.** The student (and the teacher) are evaluated on all of period ``k`` before training on
    it (prequential: test-then-train). These are the per-window metrics.
-3. **Train.** Period ``k`` in time order (never shuffled across time), ``batch_size`` current rows
-   per step plus ``round(b * r_enh / (1 - r_enh))`` rows drawn from the reservoir, so that the
-   historical share of every batch is ``r_enh``. Batches are put in the object store once,
+2. **Train.** Period ``k`` in time order (never shuffled across time), cut by
+   ``crossadapt.online.mixing.StreamBatcher`` into batches of exactly ``batch_size`` rows: methods
+   with history take a share ``r_enh`` of each batch from the reservoir, ``r_enh`` following from
+   the drift score in force at the batch's first row (measured on earlier rows); rows that do not
+   fill a last batch wait for the next period. Batches are put in the object store once,
    ``online.steps_per_call`` consecutive steps at a time (never across an exchange); the teacher
    answers their soft labels and the student trains on them, one step per batch. Every ``tau`` steps
    (every step for ``sync_codistill``, never for a frozen teacher) the student's weights go to the
-   teacher (when ``teacher_alpha > 0``) and the teacher updates on the batches it served. The
-   current rows then enter the reservoir (a uniform sample of everything seen, seeded with the
-   retained window).
-4. **Commit.** Stream position, both actors' states (weights, optimizers, the teacher's pending
-   batches), reservoir, detector, random state and the windows so far are written atomically to
-   ``<out>/online/<method>/stream.pt``.
+   teacher (when ``teacher_alpha > 0``) and the teacher updates on the batches it served.
+3. **Commit.** Stream position, both actors' states (weights, optimizers, the teacher's pending
+   batches), reservoir, waiting rows, random state and the windows so far are written atomically to
+   ``<out>/online/<method>/seed<s>/stream.pt``.
 
 An actor that dies is replaced: both actors restart from the last commit and period ``k`` is
 replayed from its start, so no period is skipped and none is trained twice. A rerun with the same
-inputs resumes from the commit on disk.
+inputs resumes from the commit on disk. Times: ``train_seconds`` covers the training loop only
+(the exchange share divides by it), ``eval_seconds`` the per-period tests.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import os
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import ray
@@ -43,12 +48,14 @@ from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.data.synthetic import read_meta
-from crossadapt.errors import CheckpointError
+from crossadapt.errors import CheckpointError, ConfigError
 from crossadapt.featuremap import FeatureMap
+from crossadapt.metrics import fmt
 from crossadapt.online.actors import StudentActor, TeacherActor
-from crossadapt.online.drift import DriftDetector, r_enh_from_score
+from crossadapt.online.drift import DriftTrace, WindowDriftDetector, drift_trace
 from crossadapt.online.methods import get_online_method, teacher_interval
-from crossadapt.online.reservoir import Reservoir
+from crossadapt.online.mixing import StreamBatcher
+from crossadapt.online.summary import summarize_runs
 from crossadapt.ray_init import cpu_share, resolve_use_gpu
 
 STATE_FILE = "stream.pt"
@@ -87,21 +94,21 @@ def _to_numpy(x: Any) -> Any:
 
 
 class OnlineStream:
-    """One method's replay of the stream, with its actors and its commit file.
+    """One method's replay of the stream for one seed, with its actors and its commit file.
 
     Args:
         method: an online method name (``crossadapt.online.methods.ONLINE_METHODS``).
         cfg: the experiment config (``online``, ``data`` and ``resources`` are read).
         fm: the stream's feature map.
-        out_dir: experiment folder; the commit goes to ``<out_dir>/online/<method>/stream.pt``.
+        out_dir: experiment folder; the commit goes to ``<out_dir>/online/<method>/seed<seed>/stream.pt``.
         teacher_ckpt, student_ckpt: where both models start.
-        history: rows that seed the reservoir (the retained window).
-        reference_ids: ids of the period before the stream (the first drift reference), or None.
+        history: rows that seed the reservoir (the retained window), or None.
+        trace: the stream's drift scores (:func:`stream_inputs`).
         seed: seed of the reservoir, the batch mixing and the actors.
     """
 
     def __init__(self, method: str, cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str,
-                 student_ckpt: str, history: A.Arrays | None, reference_ids: np.ndarray | None, seed: int) -> None:
+                 student_ckpt: str, history: A.Arrays | None, trace: DriftTrace, seed: int) -> None:
         self.method = method
         self.spec = get_online_method(method)
         self.cfg = cfg
@@ -109,13 +116,16 @@ class OnlineStream:
         self.fm = fm
         self.interval = teacher_interval(self.spec, self.ocfg) if self.spec.kd else None
         self.teacher_ckpt, self.student_ckpt = str(teacher_ckpt), str(student_ckpt)
-        self.history, self.reference_ids, self.seed = history, reference_ids, seed
+        self.history, self.trace, self.seed = history, trace, seed
         self.periods = A.period_range(cfg.data.stream_periods)
-        self.dir = Path(out_dir) / "online" / method
+        self.dir = Path(out_dir) / "online" / method / f"seed{seed}"
         self.path = self.dir / STATE_FILE
         self.fingerprint = hashlib.sha256(json.dumps({
-            "method": method, "online": to_dict(self.ocfg), "periods": self.periods, "seed": seed,
+            # every online setting but the method list (adding a method must not restart the others)
+            "method": method, "online": {k: v for k, v in to_dict(self.ocfg).items() if k != "methods"},
+            "periods": self.periods, "seed": seed,
             "root": cfg.data.root, "teacher": _file_id(self.teacher_ckpt), "student": _file_id(self.student_ckpt),
+            "trace": trace.to_dict(),
         }, sort_keys=True).encode()).hexdigest()
         self.student = self.teacher = None
         self.restarts = 0
@@ -123,17 +133,19 @@ class OnlineStream:
 
     # ------------------------------------------------------------ state
 
+    def _batcher(self, state: dict[str, Any] | None = None) -> StreamBatcher:
+        batcher = StreamBatcher(self.ocfg, self.spec.history, self.seed, self.trace)
+        if state is None:
+            batcher.warm_up(self.history)
+        else:
+            batcher.load_state_dict(state)
+        return batcher
+
     def _fresh(self) -> dict[str, Any]:
         """The state before the first period (actor states are filled in by the actors)."""
-        det = DriftDetector(self.ocfg.top_k, len(self.fm.categorical_names))
-        if self.reference_ids is not None:
-            det.set_reference(self.reference_ids)
-        res = Reservoir(self.ocfg.reservoir_size if self.spec.history else 0, seed=self.seed)
-        if self.spec.history and self.history is not None:
-            res.add(self.history)
-        return {"fingerprint": self.fingerprint, "next": 0, "step": 0, "windows": [], "exchange_seconds": 0.0,
-                "train_seconds": 0.0, "detector": det.state_dict(), "reservoir": res.state_dict(),
-                "rng": np.random.default_rng([self.seed, 7]).bit_generator.state, "student": None, "teacher": None}
+        return {"fingerprint": self.fingerprint, "next": 0, "start": 0, "step": 0, "windows": [],
+                "exchange_seconds": 0.0, "train_seconds": 0.0, "eval_seconds": 0.0,
+                "batcher": self._batcher().state_dict(), "student": None, "teacher": None}
 
     def _load(self) -> dict[str, Any] | None:
         """The commit on disk if it belongs to this exact run, else None."""
@@ -142,22 +154,27 @@ class OnlineStream:
         try:
             raw = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as e:  # a truncated or foreign file: start over rather than crash
-            _say(f"online {self.method}: ignoring unreadable {self.path} ({type(e).__name__}: {e})")
+            _say(f"online {self.method} seed {self.seed}: ignoring unreadable {self.path} ({type(e).__name__}: {e})")
             return None
         if raw.get("fingerprint") != self.fingerprint:
             return None
-        raw["reservoir"] = _to_numpy(raw["reservoir"])
+        raw["batcher"] = _to_numpy(raw["batcher"])
         return raw
 
     def _commit(self, state: dict[str, Any]) -> None:
         state["student"] = ray.get(self.student.get_state.remote())
         state["teacher"] = ray.get(self.teacher.get_state.remote()) if self.teacher is not None else None
         with atomic.atomic_path(self.path) as tmp:
-            torch.save({**state, "reservoir": _to_torch(state["reservoir"])}, tmp)
+            torch.save({**state, "batcher": _to_torch(state["batcher"])}, tmp)
 
     # ------------------------------------------------------------ actors
 
     def _actor_options(self) -> dict[str, Any]:
+        if ray.util.get_current_placement_group() is not None:
+            # Inside a Tune trial: its placement group holds only the trial's own bundle, so the
+            # pair asks for nothing more and runs on the trial's reservation (tune_spaces size
+            # trial_cpus for the trial and its two actors).
+            return {"num_cpus": 0}
         if resolve_use_gpu(self.cfg.resources):
             return {"num_cpus": 1, "num_gpus": 0.5}  # the pair shares one GPU
         free = ray.available_resources().get("CPU", 0.0)
@@ -171,7 +188,7 @@ class OnlineStream:
         self.student = StudentActor.options(**opts).remote(self.student_ckpt, fmd, online, kd=self.spec.kd,
                                                            seed=self.seed)
         actors = [self.student]
-        if self.spec.kd:  # student_only needs no teacher at all
+        if self.spec.kd:  # methods without distillation need no teacher at all
             self.teacher = TeacherActor.options(**opts).remote(self.teacher_ckpt, fmd, online,
                                                                updates=self.interval is not None,
                                                                student_checkpoint=self.student_ckpt, seed=self.seed)
@@ -199,7 +216,7 @@ class OnlineStream:
 
     def run(self, on_window: Callable[[dict[str, Any]], None] | None = None,
             on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Replay every period not yet committed; returns the method's results block.
+        """Replay every period not yet committed; returns this seed's run block.
 
         ``on_window`` is called with each new window once its period is committed (Tune trials
         report through it); ``on_step(period, steps)`` each time the steps of a period so far have
@@ -209,7 +226,8 @@ class OnlineStream:
         self.on_step = on_step
         state = self._load()
         if state is not None and state["next"] > 0:
-            _say(f"online {self.method}: resuming at period {self.periods[state['next']] if state['next'] < len(self.periods) else 'end'}")
+            at = self.periods[state["next"]] if state["next"] < len(self.periods) else "end"
+            _say(f"online {self.method} seed {self.seed}: resuming at period {at}")
         state = state or self._fresh()
         if state["next"] < len(self.periods):
             self._start_actors(state)
@@ -222,15 +240,24 @@ class OnlineStream:
                 self._kill_actors()
         windows = state["windows"]
         train = state["train_seconds"]
+        batcher = self._batcher(state["batcher"])
         return {
+            "seed": self.seed,
+            "student_checkpoint": self.student_ckpt,
             "windows": windows,
             "wall_seconds": time.perf_counter() - t0,
+            # the training loops only (batching, steps, soft labels, teacher updates, exchanges)
             "train_seconds": train,
+            "eval_seconds": state["eval_seconds"],
             "exchange_seconds": state["exchange_seconds"],
-            # share of the training wall time the actors spent on the exchange (copying the student's
+            # share of the training time the actors spent on the exchange (copying the student's
             # weights out and loading them into the teacher; the object-store transfer overlaps)
             "exchange_share": state["exchange_seconds"] / train if train > 0 else 0.0,
             "steps": state["step"],
+            "batch_size": self.ocfg.batch_size,
+            "rows_trained": batcher.rows_trained,
+            "history_rows": batcher.history_rows,
+            "rows_untrained": batcher.carry_rows,  # the stream's last rows, fewer than one batch
             "teacher_updates": windows[-1]["teacher_version"] if windows else 0,
             "restarts": self.restarts,
             "tau": self.interval,
@@ -247,7 +274,7 @@ class OnlineStream:
                     raise
                 self.restarts += 1
                 k = self.periods[committed["next"]]
-                _say(f"online {self.method}: an actor died in period {k} ({type(e).__name__}); "
+                _say(f"online {self.method} seed {self.seed}: an actor died in period {k} ({type(e).__name__}); "
                      f"restarting both from the last commit and replaying period {k}")
                 self._start_actors(committed)
         raise AssertionError("unreachable")
@@ -257,47 +284,38 @@ class OnlineStream:
         o, spec = self.ocfg, self.spec
         k = self.periods[committed["next"]]
         data = A.read_periods(self.cfg.data.root, [k], self.fm)
-        det = DriftDetector(o.top_k, len(self.fm.categorical_names))
-        det.load_state_dict(committed["detector"])
-        res = Reservoir(0)
-        res.load_state_dict(committed["reservoir"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = committed["rng"]
+        batcher = self._batcher(committed["batcher"])
+        trained0, hist0 = batcher.rows_trained, batcher.history_rows
         step, exchange = committed["step"], committed["exchange_seconds"]
 
         t0 = time.perf_counter()
-        score = det.score(data["ids"]).aggregate if det.has_reference else 0.0
-        det.set_reference(data["ids"])
-        r_enh = r_enh_from_score(score, o.theta_low, o.theta_high, o.r_enh_min, o.r_enh_max) if spec.history else 0.0
-        if spec.history and o.reset_history_on_shift and score >= o.theta_high:
-            res.clear()  # history from before the shift no longer describes the traffic
-
         exchange_start = self._exchange_time()
         data_ref = ray.put(data)
         evals = [self.student.evaluate.remote(data_ref)] + ([self.teacher.evaluate.remote(data_ref)] if spec.kd else [])
         evals = ray.get(evals)
+        t_train = time.perf_counter()
 
-        n, bs = A.num_rows(data), o.batch_size
         inflight: deque = deque()
         exchanges: list = []  # refs collected at the end of the period, so that an error surfaces
         losses: list[float] = []
+        r_enh: list[float] = []
         chunk: list = []
-        for s0 in range(0, n, bs):
-            cur = A.take(data, slice(s0, s0 + bs))
-            n_hist = int(round(A.num_rows(cur) * r_enh / (1.0 - r_enh))) if r_enh > 0 and len(res) else 0
-            chunk.append(A.concat([cur, res.sample(n_hist, rng)]) if n_hist else cur)
-            if spec.history:
-                res.add(cur)
-            step += 1
-            exchange_now = self.interval is not None and step % self.interval == 0
-            if len(chunk) < o.steps_per_call and not exchange_now and s0 + bs < n:
-                continue
+
+        def submit() -> None:
             b = ray.put(chunk)  # the chunk's batches, put once for both actors
             z = self.teacher.soft_labels_many.remote(b) if spec.kd else None
             inflight.append(self.student.train_steps.remote(b, z))
-            chunk = []
             if self.on_step is not None:
                 self.on_step(k, step - committed["step"])
+
+        for batch, info in batcher.batches(data):
+            chunk.append(batch)
+            r_enh.append(info["r_enh"])
+            step += 1
+            exchange_now = self.interval is not None and step % self.interval == 0
+            if len(chunk) >= o.steps_per_call or exchange_now:
+                submit()
+                chunk = []
             if exchange_now:
                 # Nothing waits here: calls to one actor run in the order they were made, so the
                 # snapshot follows this step, the update follows the snapshot, and every later
@@ -307,59 +325,95 @@ class OnlineStream:
                 exchanges.append(self.teacher.update.remote())
             while len(inflight) > o.max_inflight:
                 losses += ray.get(inflight.popleft())
+        if chunk:
+            submit()
         for ref in inflight:
             losses += ray.get(ref)
         ray.get(exchanges)
         version = ray.get(self.teacher.version.remote()) if self.teacher is not None else 0
         exchange += self._exchange_time() - exchange_start
-        seconds = time.perf_counter() - t0
+        t_end = time.perf_counter()
 
+        n, start = A.num_rows(data), committed["start"]
         window = {"period": k, **{m: evals[0][m] for m in ("auc", "logloss", "bias")},
-                  "drift_score": float(score), "r_enh": float(r_enh), "rows": n,
+                  **self.trace.summary(start, start + n),
+                  "r_enh": float(np.mean(r_enh)) if r_enh else 0.0, "rows": n,
+                  "rows_trained": batcher.rows_trained - trained0, "history_rows": batcher.history_rows - hist0,
                   "steps": step - committed["step"], "train_loss": float(np.mean(losses)) if losses else 0.0,
-                  "teacher_version": version, "seconds": seconds}
+                  "teacher_version": version, "seconds": t_end - t0, "train_seconds": t_end - t_train,
+                  "eval_seconds": t_train - t0}
         if spec.kd:
             window["teacher_auc"] = evals[1]["auc"]
-        _say(f"online {self.method} period {k}: auc {window['auc']:.4f} bias {window['bias']:+.3f} "
-             f"drift {score:.3f} r_enh {r_enh:.2f} ({window['steps']} steps, {seconds:.1f} s)")
-        return {**committed, "next": committed["next"] + 1, "step": step, "windows": committed["windows"] + [window],
-                "exchange_seconds": exchange, "train_seconds": committed["train_seconds"] + seconds,
-                "detector": det.state_dict(), "reservoir": res.state_dict(), "rng": rng.bit_generator.state}
+        _say(f"online {self.method} seed {self.seed} period {k}: auc {fmt(window['auc'])} bias {fmt(window['bias'], '+.3f')} "
+             f"drift {window['drift_score']:.3f} (max {window['drift_score_max']:.3f}, {window['shifts']} shift) "
+             f"r_enh {window['r_enh']:.2f} ({window['steps']} steps, {window['seconds']:.1f} s)")
+        return {**committed, "next": committed["next"] + 1, "start": start + n, "step": step,
+                "windows": committed["windows"] + [window], "exchange_seconds": exchange,
+                "train_seconds": committed["train_seconds"] + window["train_seconds"],
+                "eval_seconds": committed["eval_seconds"] + window["eval_seconds"],
+                "batcher": batcher.state_dict()}
 
 
-def stream_inputs(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[A.Arrays, np.ndarray | None]:
-    """What every method's stream starts from: the retained window (seeds the reservoir) and the ids
-    of the period just before the stream (the first drift reference; None when there is none)."""
-    start = cfg.data.stream_periods[0]
+def _warmup_ids(cfg: ExperimentConfig, fm: FeatureMap) -> np.ndarray | None:
+    """Ids of the last ``3 * online.drift_window_rows`` rows before the stream (the detector's three
+    windows), as far back as the data goes; None when the stream starts the data."""
+    need = 3 * cfg.online.drift_window_rows
     available = set(A.list_periods(cfg.data.root))
-    reference = A.read_periods(cfg.data.root, [start - 1], fm)["ids"] if start - 1 in available else None
-    return A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm), reference
+    parts: list[np.ndarray] = []
+    k = cfg.data.stream_periods[0] - 1
+    while k in available and sum(p.shape[0] for p in parts) < need:
+        parts.insert(0, A.read_periods(cfg.data.root, [k], fm)["ids"])
+        k -= 1
+    return np.concatenate(parts)[-need:] if parts else None
 
 
-def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str, student_ckpt: str,
-               methods: tuple[str, ...] | None = None, seed: int | None = None) -> dict[str, Any]:
-    """Replay ``data.stream_periods`` for every online method; returns ``{method: results block}``.
+def drift_trace_of(cfg: ExperimentConfig, fm: FeatureMap) -> DriftTrace:
+    """The drift detector run over the rows before the stream and then the stream (one refresh per
+    ``online.batch_size`` rows); seeded with 0, so every method and seed shares it."""
+    o = cfg.online
+    det = WindowDriftDetector(len(fm.categorical_names), o.drift_window_rows, o.top_k, o.theta_high, seed=0)
+    blocks = (A.read_periods(cfg.data.root, [k], fm)["ids"] for k in A.period_range(cfg.data.stream_periods))
+    return drift_trace(det, blocks, o.batch_size, warmup=_warmup_ids(cfg, fm))
 
-    Every method starts from the same student and teacher checkpoints. The reservoir is seeded with
-    the retained window (``data.window_periods``); the drift reference starts at the period just
-    before the stream. Ray must be initialised.
+
+def stream_inputs(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[A.Arrays, DriftTrace]:
+    """What every method's stream starts from: the retained window (seeds the reservoir) and the
+    stream's drift trace."""
+    return A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm), drift_trace_of(cfg, fm)
+
+
+def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str,
+               students: Mapping[int, str], methods: tuple[str, ...] | None = None,
+               trace: DriftTrace | None = None) -> dict[str, Any]:
+    """Replay ``data.stream_periods`` for every online method and seed; returns ``{method: block}``.
+
+    ``students`` maps each seed to the student checkpoint its streams start from (the offline
+    CrossAdapt student of that seed); every seed's stream starts from the same teacher. A block is
+    ``{"runs": [one run per seed], "summary": mean ± std over seeds}``. ``trace``: the stream's
+    drift trace when the caller computed it already (:func:`drift_trace_of`). Ray must be initialised.
     """
-    for path in (teacher_ckpt, student_ckpt):
+    if not students:
+        raise ConfigError("run_online: no seed to run (students is empty)")
+    for path in (teacher_ckpt, *students.values()):
         if not Path(path).is_file():
             raise CheckpointError(f"{path}: checkpoint not found (run the offline stage first)")
     methods = tuple(methods or cfg.online.methods)
     for m in methods:
         get_online_method(m)  # unknown names fail before any work
-    seed = cfg.seeds[0] if seed is None else seed
-    history, reference = stream_inputs(cfg, fm)
+    history = A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm)
+    trace = trace if trace is not None else drift_trace_of(cfg, fm)
+    _say(f"online: drift trace over {int(trace.ends[-1]) if trace.ends.size else 0} stream rows, "
+         f"{int(trace.shifts.sum())} shift(s) declared, max score {float(trace.scores.max()) if trace.scores.size else 0:.3f}")
     out: dict[str, Any] = {}
     for m in methods:
-        out[m] = OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, student_ckpt, history, reference, seed).run()
-        w = out[m]["windows"]
-        _say(f"online {m}: mean auc {np.mean([x['auc'] for x in w]):.4f}, mean |bias| "
-             f"{np.mean([abs(x['bias']) for x in w]):.4f}, {out[m]['steps']} steps, exchange "
-             f"{100 * out[m]['exchange_share']:.1f} % of {out[m]['train_seconds']:.1f} s")
-    atomic.write_json(Path(out_dir) / "online" / "results.json", out)
+        runs = [OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, ckpt, history, trace, seed).run()
+                for seed, ckpt in students.items()]
+        out[m] = {"runs": runs, "summary": summarize_runs(runs)}
+        ov = out[m]["summary"]["overall"]
+        _say(f"online {m}: mean auc {fmt(ov['auc']['mean'])} ± {fmt(ov['auc']['std'])}, mean |bias| "
+             f"{fmt(ov['abs_bias']['mean'])} over {len(runs)} seed(s); {ov['steps']['mean']:.0f} steps of "
+             f"{cfg.online.batch_size} rows; exchange {100 * ov['exchange_share']['mean']:.1f} % of training time")
+    atomic.write_json(Path(out_dir) / "online" / "results.json", {**out, "drift": trace.to_dict()})
     return out
 
 

@@ -1,7 +1,16 @@
 """The online methods: CrossAdapt and its baselines, as explicit data (pure, no Ray).
 
-Every method replays the same stream with the same student start, seed and batches; they differ
-only in the three switches below.
+Every method replays the same stream with the same student start and seed; they differ only in the
+three switches below.
+
+**Compute.** Every step of every method trains the student on exactly ``online.batch_size`` rows
+(and, with ``kd``, the teacher serves soft labels for exactly those rows). Methods with ``history``
+replace a share ``r_enh`` of each batch by reservoir rows instead of adding rows, so they need
+``1 / (1 - mean r_enh)`` times the steps to consume a period's rows: equal compute per step, more
+steps per period (``steps``, ``rows_trained`` and ``history_rows`` are reported per run).
+``student_replay`` has exactly CrossAdapt's history, batches and steps (same drift trace, reservoir
+and mixing draws), so ``crossadapt`` vs ``student_replay`` is the gain of co-distillation at equal
+compute, and ``student_replay`` vs ``student_only`` the gain (or cost) of replay.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ class OnlineMethodSpec:
 
 ONLINE_METHODS: dict[str, OnlineMethodSpec] = {
     "student_only": OnlineMethodSpec(kd=False, teacher_updates="never", history=False),
+    "student_replay": OnlineMethodSpec(kd=False, teacher_updates="never", history=True),
     "frozen_teacher_kd": OnlineMethodSpec(kd=True, teacher_updates="never", history=False),
     "sync_codistill": OnlineMethodSpec(kd=True, teacher_updates="every_step", history=False),
     "crossadapt": OnlineMethodSpec(kd=True, teacher_updates="every_tau", history=True),

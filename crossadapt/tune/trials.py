@@ -61,21 +61,24 @@ def offline_trial(config: dict[str, Any]) -> None:
 
 
 def online_trial(config: dict[str, Any]) -> None:
-    """Replay the stream with the ``crossadapt`` online method and report, after every period, the
+    """Replay the stream with the ``crossadapt`` online method (first seed only: trials compare
+    settings, the experiment's online stage runs every seed) and report, after every period, the
     mean prequential AUC so far as ``online_auc`` (and that period's figures)."""
     from crossadapt.online.coordinator import OnlineStream, stream_inputs
 
     cfg, fm, trial_dir, name = _trial_setup(config)
-    history, reference = stream_inputs(cfg, fm)
+    history, trace = stream_inputs(cfg, fm)  # the trial's own: online.* may be among the sampled keys
     stream = OnlineStream("crossadapt", cfg, fm, trial_dir, config["teacher"], config["student"], history,
-                          reference, cfg.seeds[0])
+                          trace, cfg.seeds[0])
     aucs: list[float] = []
     tracker = Tracker(cfg.tracking, cfg.out_dir)
     with tracker.run(f"tune-{name}", "tune-online", {**to_dict(cfg), "params": config["params"]}) as run:
         def on_window(w: dict[str, Any]) -> None:
-            aucs.append(w["auc"])
-            metrics = {"online_auc": float(np.mean(aucs)), "auc": w["auc"], "bias": w["bias"],
-                       "drift_score": w["drift_score"], "r_enh": w["r_enh"], "period": w["period"]}
+            if w["auc"] is not None:  # a one-class window has no AUC
+                aucs.append(w["auc"])
+            metrics = {"online_auc": float(np.mean(aucs)) if aucs else 0.5, "auc": w["auc"], "bias": w["bias"],
+                       "drift_score": w["drift_score"], "drift_score_max": w["drift_score_max"],
+                       "r_enh": w["r_enh"], "steps": w["steps"], "period": w["period"]}
             run.log(metrics, step=int(w["period"]))
             ray.tune.report(metrics)
 
