@@ -1,4 +1,8 @@
-"""The ``crossadapt`` command: parse arguments and a typed config, then call the library."""
+"""The ``crossadapt`` command: parse arguments and a typed config, check them, then call the library.
+
+Every command that takes a config loads it and runs ``crossadapt.experiment.preflight`` (names,
+periods against the data, paths, files) before Ray starts; ``crossadapt validate`` does only that.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,22 @@ from typing import Any
 import yaml
 
 from crossadapt import atomic
-from crossadapt.config import ExperimentConfig, load_config
+from crossadapt.config import ExperimentConfig, load_config, to_dict
 from crossadapt.errors import ConfigError, CrossAdaptError
+from crossadapt.paths import SUBMIT_DIR_ENV
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: What an interrupted command leaves, and how to go on (shown on Ctrl-C).
+RESUME = {
+    "transfer": "rerun the same command to resume: Ray Train jobs continue from their last checkpoint in out_dir",
+    "demo": "rerun the same command to resume: Ray Train jobs continue from their last checkpoint in out_dir, "
+            "online streams from their last committed period",
+    "online": "rerun the same command to resume: each stream continues from its last committed period",
+    "train": "rerun the same command to resume from the teacher's last checkpoint in out_dir",
+    "zoo": "rerun the same command to resume from the last checkpoint in out_dir",
+    "tune": "rerun the same command to resume the search from out_dir/tune/<space>",
+    "prepare": "nothing was half-written (outputs are written atomically); rerun the same command",
+}
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -30,7 +46,15 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _default_config(args: argparse.Namespace) -> str | None:
+    """The preset a command uses without ``--config``: ``--quick``'s, the demo's, or the defaults."""
+    if getattr(args, "quick", False):
+        return "quick.yaml"
+    return "demo.yaml" if args.command == "demo" else None
+
+
 def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentConfig:
+    default = default or _default_config(args)
     path = args.config or (str(CONFIG_DIR / default) if default else None)
     overrides = _overrides(args.set or [])
     if getattr(args, "out", None):
@@ -38,8 +62,58 @@ def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentC
     return load_config(path, overrides)
 
 
+def _request(args: argparse.Namespace):
+    """What the command will do with its config, for the preflight checks."""
+    from crossadapt.experiment.preflight import Request
+
+    return Request(command=args.command, models=tuple(getattr(args, "models", None) or ()),
+                   space=getattr(args, "space", None), teacher=getattr(args, "teacher", None),
+                   student=getattr(args, "student", None), num_periods=getattr(args, "num_periods", None),
+                   force=bool(getattr(args, "force", False)))
+
+
+def _checked(args: argparse.Namespace, paths: bool = True) -> ExperimentConfig:
+    """The command's config, loaded and preflight-checked: first in every command, so a bad config,
+    name, period or path is named in seconds, before Ray starts or anything trains."""
+    from crossadapt.experiment.preflight import preflight
+
+    cfg = _config(args)
+    preflight(cfg, _request(args), paths=paths)
+    return cfg
+
+
+def _periods(text: str) -> range:
+    """``--periods START:END`` (half-open) or ``K`` as a range; ConfigError naming the flag otherwise."""
+    start, colon, end = text.partition(":")
+    try:
+        a = int(start)
+        b = int(end) if colon else a + 1
+    except ValueError:
+        raise ConfigError(f"--periods: expected START:END (half-open) or one period K, got {text!r}") from None
+    if not 0 <= a < b:
+        raise ConfigError(f"--periods: need 0 <= START < END, got {text!r}")
+    return range(a, b)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a config (or a whole command line after ``--``) as the command would, print the resolved
+    config as YAML, and start nothing."""
+    line = args.command_line[1:] if args.command_line[:1] == ["--"] else args.command_line
+    if line:
+        if args.config or args.set or args.out or args.quick:
+            raise ConfigError("validate: give --config/--set/--out/--quick or a command line after --, not both")
+        inner = build_parser().parse_args(line)
+        if not hasattr(inner, "set"):
+            raise ConfigError(f"validate: `{inner.command}` takes no config; nothing to check")
+    else:
+        inner = argparse.Namespace(**{**vars(args), "command": "transfer"})  # the checks every command makes
+    cfg = _checked(inner, paths=not args.no_paths)
+    print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+    return 0
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
-    cfg = _config(args)  # first in every command: a bad config is named before the heavy imports
+    cfg = _checked(args)
     from crossadapt.experiment.prepare import check_data_periods, prepare_data
 
     fm = prepare_data(cfg, force=args.force, num_periods=args.num_periods, min_count=args.min_count, check=False)
@@ -52,7 +126,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = _checked(args)
     from crossadapt import storage
     from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
     from crossadapt.experiment.prepare import prepare_data
@@ -74,9 +148,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from crossadapt.models import load_checkpoint
     from crossadapt.train.engine import evaluate
 
+    periods = _periods(args.periods)
     fm = FeatureMap.load(args.data)
-    start, _, end = args.periods.partition(":")
-    periods = range(int(start), int(end or int(start) + 1))
     model = load_checkpoint(args.checkpoint, expected_feature_map=fm).model
     metrics = evaluate(model, read_periods(args.data, periods, fm))
     print(atomic.json_text({"checkpoint": args.checkpoint, "periods": list(periods), **metrics}))
@@ -84,7 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
+    cfg = _checked(args)
     from crossadapt.experiment.run import run_experiment
 
     run_experiment(cfg, stages=("offline",))
@@ -92,7 +165,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def cmd_online(args: argparse.Namespace) -> int:
-    cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
+    cfg = _checked(args)
     from crossadapt.experiment.run import run_online_stage
 
     run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
@@ -100,7 +173,7 @@ def cmd_online(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
-    cfg = _config(args, "quick.yaml" if args.quick else None)
+    cfg = _checked(args)
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.experiment.zoo import run_zoo, zoo_table
     from crossadapt.ray_init import init_ray
@@ -114,13 +187,13 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    cfg = _config(args, "quick.yaml" if args.quick else None)
+    cfg = _checked(args)  # the space file too
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
     from crossadapt.tune.search import run_tune
     from crossadapt.tune.space import load_space
 
-    space = load_space(args.space)  # a bad space fails before Ray starts
+    space = load_space(args.space)
     init_ray()
     fm = prepare_data(cfg)
     rows = run_tune(cfg, fm, space)
@@ -147,22 +220,44 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    cfg = _config(args, "quick.yaml" if args.quick else "demo.yaml")
+    cfg = _checked(args)
     from crossadapt.experiment.run import run_experiment
 
     run_experiment(cfg, stages=("offline", "online"))
     return 0
 
 
+PATHS_HELP = (
+    "Paths: relative paths written in a config file are relative to that file's folder; --set and --out "
+    "values are relative to the current folder. Under `ray job submit --working-dir` the current folder is "
+    "Ray's temporary copy of the working dir: give out_dir and data.root as absolute paths every node sees, "
+    f"or set {SUBMIT_DIR_ENV}=<the folder you submitted> in the job's env_vars to resolve relative paths there."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crossadapt", description=__doc__)
+    p = argparse.ArgumentParser(prog="crossadapt", description=__doc__, epilog=PATHS_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser, out: bool = True) -> None:
-        sp.add_argument("--config", help="YAML config (see configs/)")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. distill.r=0.2")
+        sp.epilog = PATHS_HELP
+        sp.add_argument("--config", help="YAML config (see configs/); its relative paths are relative to it")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override, e.g. distill.r=0.2 (typed by YAML; a relative path is relative to the "
+                             "current folder)")
         if out:
-            sp.add_argument("--out", help="output folder (overrides out_dir)")
+            sp.add_argument("--out", help="output folder (overrides out_dir; relative to the current folder)")
+
+    sp = sub.add_parser("validate", help="check a config, or a whole command after --, and print the resolved "
+                                         "config (YAML); starts nothing")
+    common(sp)
+    sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
+    sp.add_argument("--no-paths", action="store_true",
+                    help="skip what looks at the filesystem (data, raw logs, out_dir, storage, checkpoints): to "
+                         "check a cluster command whose /mnt/... paths exist only there")
+    sp.add_argument("command_line", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                    help="a whole command line to check as that command would, e.g. -- zoo --config C --models lr dnn")
+    sp.set_defaults(func=cmd_validate)
 
     sp = sub.add_parser("prepare", help="raw or synthetic logs -> encoded parquet + feature map")
     common(sp, out=False)
@@ -229,13 +324,17 @@ def error_message(e: CrossAdaptError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; an error raised on purpose (bad config, data or teacher) is one line and exit 2."""
+    """Run the command; an error raised on purpose (bad config, data or teacher) is one line and exit 2,
+    Ctrl-C one line saying what a rerun does and exit 130."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except CrossAdaptError as e:
         print(f"crossadapt: error: {error_message(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ncrossadapt: interrupted; {RESUME.get(args.command, 'nothing to resume')}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,15 +18,67 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from crossadapt.errors import ConfigError
+from crossadapt.paths import PATH_KEYS, absolute_location
 
 T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- ranges, declared beside the fields
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``ge``/``gt`` a lower bound, ``le``/``lt`` an upper one."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    note: str = ""  # why the bound is what it is, appended to the message
+
+    def admits(self, v: float) -> bool:
+        return ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+                and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+
+    def describe(self) -> str:
+        lo = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else None
+        hi = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else None
+        if lo and hi:
+            return f"in {lo}, {hi}"
+        if lo:
+            return f"{'>=' if self.ge is not None else '>'} {lo[1:]}"
+        return f"{'<=' if self.le is not None else '<'} {hi[:-1]}"
+
+
+def ranged(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+           lt: float | None = None, note: str = "") -> Any:
+    """A dataclass field with ``default`` whose value must lie in the given range (see ``Section``)."""
+    return field(default=default, metadata={"range": Range(ge, gt, le, lt, note)})
+
+
+class Section:
+    """Base of the config sections: after construction every ``ranged`` field is checked (the
+    error names ``<section>.<key>``, the section being the class name without ``Config``), then the
+    section's rules between keys (``check``)."""
+
+    def __post_init__(self) -> None:
+        section = type(self).__name__.removesuffix("Config").lower()
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            rng, value = f.metadata.get("range"), getattr(self, f.name)
+            if rng is not None and not rng.admits(value):
+                note = f" ({rng.note})" if rng.note else ""
+                raise ConfigError(f"{section}.{f.name}: must be {rng.describe()}{note}, got {value}")
+        self.check()
+
+    def check(self) -> None:
+        """Rules between keys of the section (ranges of single keys are declared with ``ranged``)."""
 
 
 # ---------------------------------------------------------------- sections
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """Where the encoded logs are and how they are split in time.
 
     ``teacher_periods`` are the long history the teacher saw; ``window_periods`` the retained
@@ -40,24 +92,19 @@ class DataConfig:
     # Raw logs only: split the rows, in time (file) order, into this many periods (0: the
     # converter's default, one per day for Avazu, one in all for Criteo/KDD12) and map tokens seen
     # fewer than min_count times to the OOV id.
-    num_periods: int = 0
-    min_count: int = 2
+    num_periods: int = ranged(0, ge=0)
+    min_count: int = ranged(2, ge=1)
     teacher_periods: tuple[int, int] = (0, 6)
     window_periods: tuple[int, int] = (6, 8)
     test_periods: tuple[int, int] = (8, 9)
     stream_periods: tuple[int, int] = (9, 16)
-    valid_fraction: float = 0.1
+    valid_fraction: float = ranged(0.1, ge=0.0, lt=0.5)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         for name in ("teacher_periods", "window_periods", "test_periods", "stream_periods"):
             a, b = getattr(self, name)
             if not 0 <= a < b:
                 raise ConfigError(f"data.{name}: need 0 <= start < end, got [{a}, {b})")
-        if not 0.0 <= self.valid_fraction < 0.5:
-            raise ConfigError(f"data.valid_fraction: must be in [0, 0.5), got {self.valid_fraction}")
-        if self.num_periods < 0 or self.min_count < 1:
-            raise ConfigError(f"data.num_periods must be >= 0 and data.min_count >= 1, got "
-                              f"{self.num_periods}, {self.min_count}")
 
 
 #: Ranges models are trained on, and ranges models are scored on (the stream's windows are scored
@@ -97,28 +144,35 @@ def check_periods(data: DataConfig) -> None:
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticConfig(Section):
     """Shape of the synthetic logs (the embedded default)."""
 
-    num_fields: int = 12
-    vocab_size: int = 2000
-    rows_per_period: int = 60_000
-    num_periods: int = 16
-    zipf_a: float = 1.1
-    latent_dim: int = 2
-    base_ctr: float = 0.12
+    num_fields: int = ranged(12, ge=2, note="pairwise interactions")
+    vocab_size: int = ranged(2000, ge=3, note="id 0 is OOV")
+    rows_per_period: int = ranged(60_000, ge=1)
+    num_periods: int = ranged(16, ge=1)
+    zipf_a: float = ranged(1.1, gt=0.0)
+    latent_dim: int = ranged(2, ge=1)
+    base_ctr: float = ranged(0.12, gt=0.0, lt=1.0)
     drift_periods: tuple[int, ...] = (11, 14)
     seed: int = 0
 
+    def check(self) -> None:
+        bad = [d for d in self.drift_periods if not 0 < d < self.num_periods]
+        if bad:
+            raise ConfigError(f"synthetic.drift_periods: {bad} outside [1, num_periods={self.num_periods})")
+        if len(set(self.drift_periods)) != len(self.drift_periods):
+            raise ConfigError(f"synthetic.drift_periods: duplicates in {list(self.drift_periods)}")
+
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """A model from the registry and its hyper-parameters (each model reads what it needs)."""
 
     name: str = "dnn"
-    embed_dim: int = 16
+    embed_dim: int = ranged(16, ge=1)
     hidden_units: tuple[int, ...] = (256, 128, 64)
-    dropout: float = 0.0
+    dropout: float = ranged(0.0, ge=0.0, lt=1.0)
     batch_norm: bool = False
     # Linear -> LayerNorm -> ReLU in every hidden layer of the DNN tower, as the released CrossAdapt
     # code's MLP. Off by default: on synthetic 26-field worlds the narrow teacher (d=8, [64, 32, 4])
@@ -135,81 +189,61 @@ class ModelConfig:
     # bilinear weights shared by all fields, one per field or one per field pair (the released code
     # uses field_all); "paper": LR + MLP[bilinear(E), bilinear(SENET(E))], "released": the released
     # code's MLP[E, bilinear(SENET(E))] with a sigmoid excitation (see crossadapt/models/fibinet.py).
-    senet_reduction: int = 3
+    senet_reduction: int = ranged(3, ge=1)
     bilinear_type: Literal["field_all", "field_each", "field_interaction"] = "field_all"
     fibinet_variant: Literal["paper", "released"] = "paper"
 
-    def __post_init__(self) -> None:
-        if self.embed_dim < 1:
-            raise ConfigError(f"model.embed_dim: must be >= 1, got {self.embed_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout: must be in [0, 1), got {self.dropout}")
+    def check(self) -> None:
         if self.batch_norm and self.layer_norm:
             raise ConfigError("model.batch_norm and model.layer_norm: choose at most one normalisation")
-        if self.senet_reduction < 1:
-            raise ConfigError(f"model.senet_reduction: must be >= 1, got {self.senet_reduction}")
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Section):
     """Plain supervised training (teacher, baselines)."""
 
     # 2e-3: at 1e-3 students from random init sat on the first-order plateau (AUC 0.64) for 5+
     # epochs on the small window; 2e-3 leaves it on every seed and trains the teacher as well.
-    lr: float = 2e-3
-    weight_decay: float = 0.0
+    lr: float = ranged(2e-3, gt=0.0)
+    weight_decay: float = ranged(0.0, ge=0.0)
     # Measured on the synthetic default: batch 512 converges in ~6-10 epochs; 2048 needed twice as many.
-    batch_size: int = 512
+    batch_size: int = ranged(512, ge=1)
     # Interaction models sit on a plateau for several epochs before they learn the pairwise terms;
     # patience 3 keeps the baselines from stopping inside it (patience 2 cut some seeds at AUC 0.64).
-    epochs: int = 15
-    patience: int = 3
+    epochs: int = ranged(15, ge=1)
+    patience: int = ranged(3, ge=1)
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr: must be > 0, got {self.lr}")
-        if self.batch_size < 1:
-            raise ConfigError(f"optim.batch_size: must be >= 1, got {self.batch_size}")
-        if self.epochs < 1:
-            raise ConfigError(f"optim.epochs: must be >= 1, got {self.epochs}")
 
 
 @dataclass
-class DistillConfig:
+class DistillConfig(Section):
     """Progressive distillation: phase 1 (embeddings frozen) then phase 2 (joint)."""
 
-    alpha: float = 1.0
-    temperature: float = 1.0
+    alpha: float = ranged(1.0, ge=0.0)
+    temperature: float = ranged(1.0, gt=0.0)
     # Logit MSE: on the synthetic default it beat soft-label BCE at T=1 by 0.02 AUC for the sampled
     # student (0.726 vs 0.705), and matched it for standard KD.
     kind: Literal["bce", "mse"] = "mse"
-    phase1_epochs: int = 8
-    phase2_epochs: int = 12
-    phase1_lr: float = 2e-3
-    phase2_lr: float = 1e-3
-    r: float = 0.1
+    phase1_epochs: int = ranged(8, ge=0)
+    phase2_epochs: int = ranged(12, ge=0)
+    phase1_lr: float = ranged(2e-3, gt=0.0)
+    phase2_lr: float = ranged(1e-3, gt=0.0)
+    r: float = ranged(0.1, gt=0.0, le=1.0, note="the sample ratio of the retained window")
     sample_mode: Literal["uniform", "stratified"] = "uniform"
     # A sample of r = 0.1 is small: at batch 256 phase 1 got ~70 steps and stalled (AUC 0.70);
     # batch 64 reaches the teacher's level in a few epochs at the same cost.
-    batch_size: int = 64
+    batch_size: int = ranged(64, ge=1)
     # A teacher whose validation AUC is within chance's reach of 0.5, or not above a per-field
     # click-rate model's on the same rows, stops the transfer before any student trains; true goes on.
     allow_weak_teacher: bool = False
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.r <= 1.0:
-            raise ConfigError(f"distill.r: sample ratio must be in (0, 1], got {self.r}")
-        if self.alpha < 0:
-            raise ConfigError(f"distill.alpha: must be >= 0, got {self.alpha}")
-        if self.temperature <= 0:
-            raise ConfigError(f"distill.temperature: must be > 0, got {self.temperature}")
-        if self.phase1_epochs < 0 or self.phase2_epochs < 0 or self.phase1_epochs + self.phase2_epochs < 1:
+    def check(self) -> None:
+        if self.phase1_epochs + self.phase2_epochs < 1:
             raise ConfigError("distill.phase1_epochs/phase2_epochs: need >= 0 each and >= 1 in total")
 
 
 @dataclass
-class ProjectionConfig:
+class ProjectionConfig(Section):
     """How teacher embeddings are projected to the student's dimension."""
 
     method: Literal["auto", "gram", "rsvd"] = "auto"
@@ -219,19 +253,19 @@ class ProjectionConfig:
     # DeepFM 0.7223 +- 0.0012 vs 0.7158 +- 0.0006, DCNv2 0.7250 +- 0.0012 vs 0.7217 +- 0.0011 AUC
     # (inner-product error across fields 0.37 vs 2.78, within fields 0.12 vs 0.07).
     basis: Literal["shared", "per_field"] = "shared"
-    num_actors: int = 2
-    oversample: int = 10
-    power_iters: int = 2
-    rsvd_min_dim: int = 512
+    num_actors: int = ranged(2, ge=1)
+    oversample: int = ranged(10, ge=0)
+    power_iters: int = ranged(2, ge=0)
+    rsvd_min_dim: int = ranged(512, ge=1)
     seed: int = 0
     # Below this many table rows one process is faster than starting actors (their start-up dominates).
-    actor_min_rows: int = 1_000_000
+    actor_min_rows: int = ranged(1_000_000, ge=0)
     # Rows sampled per field for the distortion report (pairwise matrices grow with its square).
-    report_rows: int = 1000
+    report_rows: int = ranged(1000, ge=2)
 
 
 @dataclass
-class ResourcesConfig:
+class ResourcesConfig(Section):
     """Ray Train resources.
 
     ``use_gpu``: ``auto`` takes GPUs when the cluster has them; ``true`` requires them (an error when
@@ -239,30 +273,20 @@ class ResourcesConfig:
     ``false`` are accepted; ``crossadapt.ray_init.resolve_use_gpu`` decides, in one place.
     """
 
-    num_workers: int = 2
+    num_workers: int = ranged(2, ge=1)
     use_gpu: Literal["auto", "true", "false"] = "auto"
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: float = ranged(1.0, gt=0.0)
     amp: Literal["none", "bf16"] = "none"
-    max_failures: int = 2
+    max_failures: int = ranged(2, ge=0)
     # A resumable checkpoint at most this often (and at the end of every job): one per epoch cost
     # ~1 s each through Ray Train and doubled the wall time of the small demo runs.
-    checkpoint_interval_s: float = 30.0
+    checkpoint_interval_s: float = ranged(30.0, ge=0.0)
     # use_gpu=true on a cluster that has no GPU yet: how long to wait for the autoscaler to add one.
-    gpu_wait_s: float = 300.0
-
-    def __post_init__(self) -> None:
-        if self.gpu_wait_s < 0:
-            raise ConfigError(f"resources.gpu_wait_s: must be >= 0, got {self.gpu_wait_s}")
-        if self.num_workers < 1:
-            raise ConfigError(f"resources.num_workers: must be >= 1, got {self.num_workers}")
-        if self.max_failures < 0:
-            raise ConfigError(f"resources.max_failures: must be >= 0, got {self.max_failures}")
-        if self.checkpoint_interval_s < 0:
-            raise ConfigError(f"resources.checkpoint_interval_s: must be >= 0, got {self.checkpoint_interval_s}")
+    gpu_wait_s: float = ranged(300.0, ge=0.0)
 
 
 @dataclass
-class OnlineConfig:
+class OnlineConfig(Section):
     """Online asymmetric co-distillation on a stream of periods.
 
     The student takes one step per batch on ``BCE + alpha * KD(teacher)``; the teacher updates only
@@ -276,56 +300,40 @@ class OnlineConfig:
     # online fine-tuning); the teacher needs 2e-3 to keep up every tau steps; alpha 0.1 (MSE) keeps
     # the student as plastic as fine-tuning while halving its bias against frozen-teacher KD;
     # teacher_alpha 0 (labels only) cost 0.001 AUC and raised the mean |bias| from 0.153 to 0.193.
-    tau: int = 10
-    batch_size: int = 256
-    student_lr: float = 1e-3
-    teacher_lr: float = 2e-3
-    alpha: float = 0.1
-    temperature: float = 1.0
+    tau: int = ranged(10, ge=1)
+    batch_size: int = ranged(256, ge=1)
+    student_lr: float = ranged(1e-3, gt=0.0)
+    teacher_lr: float = ranged(2e-3, gt=0.0)
+    alpha: float = ranged(0.1, ge=0.0)
+    temperature: float = ranged(1.0, gt=0.0)
     kd_kind: Literal["bce", "mse"] = "mse"
-    teacher_alpha: float = 0.5
+    teacher_alpha: float = ranged(0.5, ge=0.0)
     r_enh_max: float = 0.5
     r_enh_min: float = 0.0
     theta_low: float = 0.02
     theta_high: float = 0.1
-    reservoir_size: int = 20_000
+    reservoir_size: int = ranged(20_000, ge=0)
     # On a detected shift (score >= theta_high) the reservoir forgets what came before: otherwise
     # the stable periods right after a shift mix r_enh_max of the previous regime into every batch.
     reset_history_on_shift: bool = True
-    top_k: int = 100
+    top_k: int = ranged(100, ge=1)
     # Rows W of each drift window (selection, reference, recent; crossadapt.online.drift). The
     # score is corrected for window size (no-drift score measured below 0.01 from W = 500 to
     # 100,000, where raw JS was 0.069 at 500), so W sets only the time resolution: a shift is seen
     # within about W rows and the detector re-arms 3 W rows after it (shifts closer than that merge).
     # 2000 rows is a tenth of a quick-demo period; the score is refreshed every batch_size rows.
-    drift_window_rows: int = 2000
+    drift_window_rows: int = ranged(2000, ge=500, note="the no-drift score is checked from 500 rows up")
     # Steps submitted ahead of the one the coordinator waits for (bounds object-store use).
-    max_inflight: int = 8
+    max_inflight: int = ranged(8, ge=1)
     # Consecutive steps sent to the actors in one call (never across an exchange, so the order of
     # steps, soft labels and teacher updates is the same): one call per step spent more time in
     # Ray's per-call overhead than in training at batch 256 on 2 cores.
-    steps_per_call: int = 10
+    steps_per_call: int = ranged(10, ge=1)
+    # Names from crossadapt.online.methods.ONLINE_METHODS (checked by crossadapt.experiment.preflight).
     methods: tuple[str, ...] = ("student_only", "student_replay", "frozen_teacher_kd", "sync_codistill", "crossadapt")
 
-    def __post_init__(self) -> None:
-        if self.tau < 1:
-            raise ConfigError(f"online.tau: must be >= 1, got {self.tau}")
-        if self.batch_size < 1:
-            raise ConfigError(f"online.batch_size: must be >= 1, got {self.batch_size}")
-        for name in ("student_lr", "teacher_lr"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"online.{name}: must be > 0, got {getattr(self, name)}")
-        for name in ("alpha", "teacher_alpha"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"online.{name}: must be >= 0, got {getattr(self, name)}")
-        if self.reservoir_size < 0:
-            raise ConfigError(f"online.reservoir_size: must be >= 0, got {self.reservoir_size}")
-        if self.drift_window_rows < 500:
-            raise ConfigError(f"online.drift_window_rows: must be >= 500 (the no-drift score is checked from "
-                              f"500 rows up), got {self.drift_window_rows}")
-        for name in ("top_k", "max_inflight", "steps_per_call"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"online.{name}: must be >= 1, got {getattr(self, name)}")
+    def check(self) -> None:
+        _check_names("online.methods", self.methods)
         if not self.theta_low < self.theta_high:
             raise ConfigError(
                 f"online.theta_low ({self.theta_low}) must be < online.theta_high ({self.theta_high})"
@@ -337,7 +345,7 @@ class OnlineConfig:
 
 
 @dataclass
-class TrackingConfig:
+class TrackingConfig(Section):
     """Experiment tracking. W&B is optional; JSON results are always written."""
 
     wandb: Literal["offline", "online", "disabled"] = "offline"
@@ -349,6 +357,8 @@ class TrackingConfig:
 class ExperimentConfig:
     """Everything one run of ``crossadapt`` needs."""
 
+    # Local paths relative to the config file they are written in; from --set or a default, relative
+    # to the current folder (see load_config).
     out_dir: str = "runs/default"
     # Where results and checkpoints are copied when a run ends (into <storage>/<name of out_dir>):
     # a local folder or a pyarrow URI such as s3://bucket/prefix; empty: only out_dir. On a cluster
@@ -365,6 +375,7 @@ class ExperimentConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # Names from crossadapt.experiment.methods.METHODS (checked by crossadapt.experiment.preflight).
     methods: tuple[str, ...] = (
         "scratch",
         "kd",
@@ -373,6 +384,23 @@ class ExperimentConfig:
         "crossadapt_no_phases",
         "crossadapt_full_window",
     )
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("seeds: empty; every result is a mean over seeds, give at least one")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds: {list(self.seeds)} repeats a seed (its runs would overwrite each other)")
+        _check_names("methods", self.methods)
+
+
+def _check_names(key: str, names: tuple[str, ...]) -> None:
+    """A list of method names must be non-empty and name each method once (which names exist is the
+    registries' business: ``crossadapt.experiment.preflight``)."""
+    if not names:
+        raise ConfigError(f"{key}: empty; a run with no methods would train and compare nothing")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{key}: {repeated} listed more than once")
 
 
 # ---------------------------------------------------------------- loading
@@ -495,9 +523,14 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Load an ``ExperimentConfig`` from YAML (``None``: defaults), then apply dotted overrides.
 
+    Local paths (``PATH_KEYS``) come back absolute: relative ones written in the file are taken
+    relative to the file's folder, those from ``overrides`` or the defaults relative to the current
+    folder (under ``ray job submit``, see ``crossadapt.paths``).
+
     Example: ``load_config("configs/quick.yaml", {"distill.r": 0.2})``.
     """
     d: dict[str, Any] = {}
+    bases: dict[str, Path] = {}  # path key -> the folder its relative value is relative to
     if path is not None:
         p = Path(path)
         if not p.exists():
@@ -508,7 +541,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
             raise ConfigError(f"{p}: not valid YAML ({e})") from e
         if not isinstance(d, dict):
             raise ConfigError(f"{p}: top level must be a mapping")
+        bases = {key: p.absolute().parent for key in PATH_KEYS if isinstance(_lookup(d, key), str)}
     for dotted, value in (overrides or {}).items():
+        bases = {key: base for key, base in bases.items() if not (key + ".").startswith(dotted + ".")}
         node = d
         parts = dotted.split(".")
         for i, part in enumerate(parts[:-1]):
@@ -520,24 +555,28 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     try:
         cfg = from_dict(ExperimentConfig, d)
         check_periods(cfg.data)
-        return absolute_paths(cfg)
+        return absolute_paths(cfg, bases)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
 
 
-def absolute_location(path: str) -> str:
-    """A local path made absolute against the current folder; URIs (``s3://...``) and "" unchanged."""
-    if not path or "://" in path:
-        return path
-    return str(Path(path).expanduser().resolve())
+def _lookup(d: dict[str, Any], dotted: str) -> Any:
+    """``d["a"]["b"]`` for ``"a.b"``; ``None`` where a level is missing or not a mapping."""
+    node: Any = d
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
-def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with its local paths absolute: Ray workers and actors do not run in the driver's folder."""
-    data = dataclasses.replace(cfg.data, root=absolute_location(cfg.data.root),
-                               raw_path=absolute_location(cfg.data.raw_path))
-    return dataclasses.replace(cfg, out_dir=absolute_location(cfg.out_dir), storage=absolute_location(cfg.storage),
-                               data=data)
+def absolute_paths(cfg: ExperimentConfig, bases: dict[str, Path] | None = None) -> ExperimentConfig:
+    """``cfg`` with its local paths absolute: Ray workers and actors do not run in the driver's folder.
+
+    ``bases``: per key of ``PATH_KEYS``, the folder a relative value is relative to (absent: the
+    current folder)."""
+    bases = bases or {}
+    where = {key: absolute_location(_lookup(to_dict(cfg), key), bases.get(key)) for key in PATH_KEYS}
+    data = dataclasses.replace(cfg.data, root=where["data.root"], raw_path=where["data.raw_path"])
+    return dataclasses.replace(cfg, out_dir=where["out_dir"], storage=where["storage"], data=data)
 
 
 def replace(cfg: T, **changes: Any) -> T:

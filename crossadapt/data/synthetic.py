@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 
 from crossadapt import atomic
 from crossadapt.config import SyntheticConfig, from_dict, to_dict
-from crossadapt.errors import ConfigError, DataError
+from crossadapt.errors import DataError
 from crossadapt.featuremap import FieldSpec, FeatureMap
 from crossadapt.metrics import auc, logloss
 
@@ -228,29 +228,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
 
 
-def _check_cfg(cfg: SyntheticConfig) -> None:
-    """Reject configs the generator cannot honour, naming the key."""
-    if cfg.num_fields < 2:
-        raise ConfigError(f"synthetic.num_fields: need >= 2 (pairwise interactions), got {cfg.num_fields}")
-    if cfg.vocab_size < 3:
-        raise ConfigError(f"synthetic.vocab_size: need >= 3 (id 0 is OOV), got {cfg.vocab_size}")
-    if cfg.rows_per_period < 1:
-        raise ConfigError(f"synthetic.rows_per_period: need >= 1, got {cfg.rows_per_period}")
-    if cfg.num_periods < 1:
-        raise ConfigError(f"synthetic.num_periods: need >= 1, got {cfg.num_periods}")
-    if cfg.zipf_a <= 0:
-        raise ConfigError(f"synthetic.zipf_a: need > 0, got {cfg.zipf_a}")
-    if cfg.latent_dim < 1:
-        raise ConfigError(f"synthetic.latent_dim: need >= 1, got {cfg.latent_dim}")
-    if not 0.0 < cfg.base_ctr < 1.0:
-        raise ConfigError(f"synthetic.base_ctr: need 0 < base_ctr < 1, got {cfg.base_ctr}")
-    bad = [d for d in cfg.drift_periods if not 0 < d < cfg.num_periods]
-    if bad:
-        raise ConfigError(f"synthetic.drift_periods: {bad} outside [1, num_periods={cfg.num_periods})")
-    if len(set(cfg.drift_periods)) != len(cfg.drift_periods):
-        raise ConfigError(f"synthetic.drift_periods: duplicates in {list(cfg.drift_periods)}")
-
-
 def _draw_pair_weights(rng: np.random.Generator, num_fields: int, density: float) -> np.ndarray:
     """Sparse symmetric pair weights: each pair is non-zero with prob ``density``, N(0, 1) if so."""
     iu = np.triu_indices(num_fields, k=1)
@@ -263,8 +240,8 @@ def _draw_pair_weights(rng: np.random.Generator, num_fields: int, density: float
 
 
 def build_world(cfg: SyntheticConfig, scales: ClickModelScales | None = None) -> SyntheticWorld:
-    """Draw the hidden parameters and the drift schedule of ``cfg`` (deterministic per seed)."""
-    _check_cfg(cfg)
+    """Draw the hidden parameters and the drift schedule of ``cfg`` (deterministic per seed; ``cfg``'s
+    ranges are checked when it is built: ``crossadapt.config.SyntheticConfig``)."""
     sc = scales or ClickModelScales()
     F, V, k = cfg.num_fields, cfg.vocab_size, cfg.latent_dim
     rng = np.random.default_rng([cfg.seed, _TAG_PARAMS])

@@ -8,6 +8,13 @@ from crossadapt.config import SCORED_RANGES, TRAINED_RANGES, ExperimentConfig, c
 from crossadapt.data.arrays import label_counts, list_periods
 from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FEATURE_MAP_FILE, FeatureMap
+from crossadapt.metrics import chance_auc_sd
+
+#: Warn when the test AUC of a scorer unrelated to the labels has a standard deviation above this
+#: (about 3,000 test rows at a 12 % click rate): AUC differences below twice it are then noise, and
+#: the differences between methods this project measures are 0.002-0.02 AUC.
+TEST_AUC_SD_WARN = 0.01
+_warned: set[str] = set()
 
 
 def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | None = None,
@@ -61,10 +68,22 @@ def check_data_periods(cfg: ExperimentConfig, fm: FeatureMap) -> None:
             raise ConfigError(f"data.{name} [{a}, {b}): period(s) {_spans(missing)} not in data.root "
                               f"{cfg.data.root}, which holds periods {_spans(have)}{hint}")
     rows, clicks = label_counts(cfg.data.root, range(*cfg.data.test_periods), fm.label)
+    a, b = cfg.data.test_periods
     if clicks in (0, rows):
-        a, b = cfg.data.test_periods
         raise ConfigError(f"data.test_periods [{a}, {b}): its {rows} rows in {cfg.data.root} hold {clicks} clicks, "
                           "one class only: AUC is undefined there; choose test periods with both classes")
+    sd = chance_auc_sd(clicks, rows - clicks)
+    if sd > TEST_AUC_SD_WARN:
+        _warn_once(f"data.test_periods [{a}, {b}) holds only {rows} rows ({clicks} clicks): there the AUC of scores "
+                   f"unrelated to the labels is 0.5 ± {sd:.3f} (1 sd), so test AUCs and differences between methods "
+                   f"within {2 * sd:.3f} are noise; use more test rows for any comparison")
+
+
+def _warn_once(msg: str) -> None:
+    """Print a warning the first time only (the periods are checked before and after data is prepared)."""
+    if msg not in _warned:
+        _warned.add(msg)
+        print(f"[crossadapt] warning: {msg}", flush=True)
 
 
 def _spans(periods: list[int]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from crossadapt import config as config_mod
@@ -46,14 +47,30 @@ class LoadedCheckpoint:
 
 
 def check_model_matches(path: str | os.PathLike, got: ModelConfig, key: str, expected: ModelConfig) -> None:
-    """Raise :class:`CheckpointError` when the checkpoint at ``path`` holds another model or
-    embedding dimension than the config's ``key`` section asks for (a projection or a distillation
-    from it would silently use other dimensions than the ones configured)."""
-    for attr in ("name", "embed_dim"):
-        a, b = getattr(got, attr), getattr(expected, attr)
-        if a != b:
-            raise CheckpointError(f"{path}: the checkpoint holds {attr}={a!r} but the config's {key}.{attr} is {b!r}; "
-                                  f"set {key}.{attr}={a!r} or pass the checkpoint that was trained with {b!r}")
+    """Raise :class:`CheckpointError` when the checkpoint at ``path`` holds another model than the
+    config's ``key`` section describes, naming every differing key with both values.
+
+    The config must describe the model that runs: the run's config is recorded with its results as
+    what produced them, and a ``teacher.hidden_units`` that the checkpoint does not have would be
+    recorded as if used (the name and embedding dimension would also change the projection and the
+    distillation silently). Taking the checkpoint's config instead would leave the recorded config
+    at odds with the file the user wrote; the message gives the ``--set`` that makes them agree.
+    """
+    a, b = config_mod.to_dict(got), config_mod.to_dict(expected)
+    differ = [k for k in a if a[k] != b.get(k)]
+    # name and embed_dim first: they decide the projection and are what is usually mistaken
+    differ.sort(key=lambda k: (k not in ("name", "embed_dim"), k))
+    if differ:
+        holds = ", ".join(f"{k}={a[k]!r}" for k in differ)
+        says = ", ".join(f"{key}.{k} is {b[k]!r}" for k in differ)
+        sets = " ".join(f"--set '{key}.{k}={_yaml_value(a[k])}'" for k in differ)
+        raise CheckpointError(f"{path}: the checkpoint holds {holds} but the config's {says}; pass the checkpoint "
+                              f"trained with the config's {key}, or make the config describe this one: {sets}")
+
+
+def _yaml_value(v: Any) -> str:
+    """``v`` as a ``--set`` value: YAML flow style (``[64, 32]``, ``true``)."""
+    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def _plain(value: Any, key: str) -> Any:
@@ -136,8 +153,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         CheckpointError: missing, truncated or corrupted file, or not a CrossAdapt checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; a checkpoint is one file (e.g. <run>/teacher/best.pt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    _check_archive(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - zip, pickle, EOF and unpickler errors all mean "unreadable"
@@ -167,6 +187,23 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         if not isinstance(obj[k], dict):
             raise CheckpointError(f"{path}: {k!r} must be a dict, got {type(obj[k]).__name__}")
     return obj
+
+
+def _check_archive(path: Path) -> None:
+    """A checkpoint is a zip archive (``torch.save``'s format): say plainly when the file is not one,
+    instead of the unpickler's error on its first bytes (``KeyError: 101`` for a text file)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head[:4] == b"PK\x03\x04":
+        return
+    if not head:
+        raise CheckpointError(f"{path}: not a readable checkpoint: the file is empty")
+    try:
+        text = head.decode("utf-8")
+        what = f"it holds text ({text.splitlines()[0][:40]!r}...)" if text.strip() else "it holds only whitespace"
+    except UnicodeDecodeError:
+        what = f"it starts with bytes {head[:8]!r}"
+    raise CheckpointError(f"{path}: not a readable checkpoint: {what}, not the zip archive torch.save writes")
 
 
 def _check_state_dict(path: Path, got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], name: str) -> None:
