@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -17,6 +17,9 @@ from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, load_config, to_dict
 from crossadapt.errors import ConfigError, CrossAdaptError
 from crossadapt.paths import SUBMIT_DIR_ENV
+
+if TYPE_CHECKING:
+    from crossadapt.experiment.preflight import Request
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: What an interrupted command leaves, and how to go on (shown on Ctrl-C).
@@ -53,8 +56,9 @@ def _default_config(args: argparse.Namespace) -> str | None:
     return "demo.yaml" if args.command == "demo" else None
 
 
-def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentConfig:
-    default = default or _default_config(args)
+def _config(args: argparse.Namespace) -> ExperimentConfig:
+    """The typed config of ``--config`` (or the command's preset), ``--set`` and ``--out``."""
+    default = _default_config(args)
     path = args.config or (str(CONFIG_DIR / default) if default else None)
     overrides = _overrides(args.set or [])
     if getattr(args, "out", None):
@@ -62,7 +66,7 @@ def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentC
     return load_config(path, overrides)
 
 
-def _request(args: argparse.Namespace):
+def _request(args: argparse.Namespace) -> Request:
     """What the command will do with its config, for the preflight checks."""
     from crossadapt.experiment.preflight import Request
 
@@ -333,8 +337,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crossadapt: error: {error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ncrossadapt: interrupted; {RESUME.get(args.command, 'nothing to resume')}", file=sys.stderr)
-        return 130
+        return _interrupted(args.command)
+    except SystemExit as e:
+        # Ray Train's Ctrl-C handler, active while a run trains, ends the driver with sys.exit(0)
+        # (ray/train/v2/api/data_parallel_trainer.py); no command here exits that way on its own.
+        if e.code in (0, None):
+            return _interrupted(args.command)
+        raise
+
+
+def _interrupted(command: str) -> int:
+    """One line on Ctrl-C: what was interrupted and what rerunning does; exit status 130 (SIGINT)."""
+    print(f"\ncrossadapt: {command} interrupted; {RESUME.get(command, 'nothing to resume')}", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -71,9 +71,10 @@ def preflight(cfg: ExperimentConfig, request: Request, paths: bool = True) -> No
     check_models(cfg, fm, request.models)
     check_methods(cfg, request)
     check_storage_form(cfg.storage)
-    check_job_locations(cfg, request)
+    check_job_locations(cfg)
     space = _space(request)
     if not paths:
+        _check_declared_periods(cfg, request)
         return
     _check_data(cfg, request, fm)
     if request.command != "prepare":
@@ -176,7 +177,7 @@ def check_storage_form(storage: str) -> None:
         raise ConfigError(f"storage: {storage!r} names no bucket or host after {scheme}://")
 
 
-def check_job_locations(cfg: ExperimentConfig, request: Request) -> None:
+def check_job_locations(cfg: ExperimentConfig) -> None:
     """Under ``ray job submit``, nothing is written into Ray's temporary copy of the working dir (it
     goes with the Ray session, and other nodes have their own copy): a relative ``out_dir``,
     ``data.root`` or ``storage`` resolved there is an error naming the key."""
@@ -241,9 +242,7 @@ def _check_data(cfg: ExperimentConfig, request: Request, fm: FeatureMap | None) 
         raise ConfigError(f"data.root: {root} holds no {FEATURE_MAP_FILE}; run `crossadapt prepare` first "
                           "(or set data.source to the raw format and data.raw_path)")
     check_writable(root, "data.root")
-    if source == "synthetic":
-        count, key = cfg.synthetic.num_periods, "synthetic.num_periods"
-    else:
+    if source in RAW_SOURCES:
         if not cfg.data.raw_path:
             raise ConfigError(f"data.raw_path: needed to convert {source} logs into {root}")
         raw = Path(cfg.data.raw_path)
@@ -251,17 +250,28 @@ def _check_data(cfg: ExperimentConfig, request: Request, fm: FeatureMap | None) 
             hint = (" (under `ray job submit` only the working dir is uploaded: give an absolute path, or set "
                     f"{SUBMIT_DIR_ENV})") if job_working_dir() else ""
             raise ConfigError(f"data.raw_path: {raw} not found{hint}")
+    _check_declared_periods(cfg, request)
+
+
+def _check_declared_periods(cfg: ExperimentConfig, request: Request) -> None:
+    """Every period range within the periods ``prepare`` writes: ``synthetic.num_periods`` for
+    synthetic logs, ``data.num_periods`` (or ``--num-periods``) for raw ones; nothing is known before
+    conversion when that is 0 (the converter's default, e.g. one period per day) or for parquet."""
+    if request.command == "prepare":
+        return
+    if cfg.data.source == "synthetic":
+        count, key = cfg.synthetic.num_periods, "synthetic.num_periods"
+    elif cfg.data.source in RAW_SOURCES and (request.num_periods or cfg.data.num_periods):
         count = request.num_periods or cfg.data.num_periods
         key = "--num-periods" if request.num_periods else "data.num_periods"
-        if not count:  # the converter's default (e.g. one period per day): known after conversion
-            return
-    if request.command == "prepare":
+    else:
         return
     for name in ("teacher_periods", "window_periods", "test_periods", "stream_periods"):
         a, b = getattr(cfg.data, name)
         if b > count:
-            raise ConfigError(f"data.{name} [{a}, {b}): period(s) {max(a, count)}-{b - 1} beyond the {count} "
-                              f"period(s) 0-{count - 1} that {key}={count} gives {root}")
+            lo, hi = max(a, count), b - 1
+            raise ConfigError(f"data.{name} [{a}, {b}): period(s) {lo if lo == hi else f'{lo}-{hi}'} beyond the "
+                              f"{count} period(s) that {key}={count} gives {cfg.data.root}")
 
 
 # ---------------------------------------------------------------- what a command starts from

@@ -9,9 +9,12 @@ as ``<run_dir>/best.pt`` and reports a resumable checkpoint each epoch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -219,6 +222,21 @@ def fit(
     return fit_many([job], datasets, resources, name=job.name)[0]
 
 
+@contextlib.contextmanager
+def _caller_sigint():
+    """Train V2's ``fit`` replaces the Ctrl-C handler (abort the run, then ``sys.exit(0)``) and leaves
+    its own installed after the run, where a later Ctrl-C is swallowed; the caller's comes back here
+    (``crossadapt.cli`` turns both into one "interrupted" line)."""
+    if threading.current_thread() is not threading.main_thread():  # Tune trials: no handler is set
+        yield
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 def fit_many(
     jobs: list[TrainJob],
     datasets: dict[str, ray.data.Dataset | None],
@@ -261,7 +279,8 @@ def fit_many(
         dataset_config=DataConfig(datasets_to_split=train_keys),
     )
     t0 = time.perf_counter()
-    trainer.fit()
+    with _caller_sigint():
+        trainer.fit()
     wall = time.perf_counter() - t0
     outcomes = []
     for j in jobs:
