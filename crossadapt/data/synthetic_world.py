@@ -106,7 +106,7 @@ class FieldTable:
     ``flat[offsets[f]:offsets[f + 1]]``), indexed like a 2-D array: ``table[f, idx]``.
 
     ``f`` and ``idx`` broadcast as in numpy fancy indexing, so ``table[np.arange(F), ids]`` gathers
-    the rows of an ``(N, F)`` id matrix. Trailing dimensions of ``flat`` (e.g. latent vectors) are kept.
+    the rows of an ``(N, F)`` id matrix; ``table[f]`` is field ``f``'s rows. Trailing dimensions of ``flat`` (e.g. latent vectors) are kept.
 
     Example:
         >>> t = FieldTable.from_sizes([2, 3], fill=0.0)
@@ -127,7 +127,9 @@ class FieldTable:
         sizes = np.asarray(sizes, np.int64)
         return cls(np.full((int(sizes.sum()), *inner), fill, dtype=dtype), sizes)
 
-    def __getitem__(self, key: tuple[Any, Any]) -> Any:
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, tuple):  # table[f]: the rows of field f
+            return self.field(key)
         f, idx = key
         return self.flat[self.offsets[:-1][f] + idx]
 
