@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--train", type=int, nargs=2, default=(0, 3), metavar=("START", "END"))
     ap.add_argument("--test", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=0, help="0: optim.batch_size of the config")
     ap.add_argument("--root", default="runs/learnability/data")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", default="")
@@ -68,7 +69,7 @@ def main() -> None:
     for name, model_cfg in models.items():
         with tempfile.TemporaryDirectory() as run_dir:
             job = TrainJob(name=name, run_dir=run_dir, model=model_cfg, phases=(Phase(args.epochs, cfg.optim.lr),),
-                           batch_size=cfg.optim.batch_size, patience=cfg.optim.patience, seed=cfg.optim.seed)
+                           batch_size=args.batch_size or cfg.optim.batch_size, patience=cfg.optim.patience, seed=cfg.optim.seed)
             model = engine.build_job_model(job, fm, device)
             best: dict = {}
 

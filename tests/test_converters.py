@@ -23,7 +23,7 @@ from crossadapt.data.converters import (
     log_square_bucket,
     period_bounds,
 )
-from crossadapt.data.converters import base as conv_base
+from crossadapt.data.converters import conversion as conv_base
 from crossadapt.errors import ConfigError, DataError
 from crossadapt.featuremap import FeatureMap
 
@@ -31,8 +31,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "raw"
 CRITEO = FIXTURES / "criteo_small.tsv"
 AVAZU = FIXTURES / "avazu_small.csv"
 KDD12 = FIXTURES / "kdd12_small.tsv"
-# Real samples live beside the checkout (../shared/data) and are never copied into the repo.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real samples live beside the checkout (../shared/data; ../../shared/data from a worktree under
+# /work/wt) and are never copied into the repo.
+SHARED_DATA = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[2:] if (p / "shared" / "data").is_dir()),
+                   Path(__file__).resolve().parents[2] / "shared" / "data")
 CRITEO_SAMPLE = SHARED_DATA / "criteo" / "criteo_sample.txt"
 AVAZU_SAMPLE = SHARED_DATA / "avazu" / "avazu_sample.txt"
 
