@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 OOV_INDEX = 0
-#: Count rows buffered before they are merged into a field's table (and at least its size).
-_MERGE_ROWS = 1 << 20
+#: Per-block counts buffered before they are merged into a field's table: at most this many parts,
+#: or this many rows (or the table's size, so merging stays linear overall).
+_MERGE_PARTS = 32
+_MERGE_ROWS = 1 << 15
 
 
 def vocab_order(counts: pa.Table, min_count: int) -> list[str]:
@@ -47,7 +49,7 @@ class TokenCounter:
         part = pa.table({"token": vc.field("values"), "count": pc.cast(vc.field("counts"), pa.int64())})
         self._pending.append(part)
         self._pending_rows += part.num_rows
-        if self._pending_rows >= max(_MERGE_ROWS, self._table.num_rows):
+        if len(self._pending) >= _MERGE_PARTS or self._pending_rows >= max(_MERGE_ROWS, self._table.num_rows):
             self._merge()
 
     def _merge(self) -> None:
