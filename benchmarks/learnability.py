@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=0, help="0: optim.batch_size of the config")
     ap.add_argument("--root", default="runs/learnability/data")
+    ap.add_argument("--models", nargs="+", default=["lr", "teacher"], choices=["lr", "teacher"])
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
@@ -66,7 +67,7 @@ def main() -> None:
 
     models = {"lr": ModelConfig(name="lr", embed_dim=1), "teacher": cfg.teacher}
     results = {}
-    for name, model_cfg in models.items():
+    for name, model_cfg in ((m, models[m]) for m in args.models):
         with tempfile.TemporaryDirectory() as run_dir:
             job = TrainJob(name=name, run_dir=run_dir, model=model_cfg, phases=(Phase(args.epochs, cfg.optim.lr),),
                            batch_size=args.batch_size or cfg.optim.batch_size, patience=cfg.optim.patience, seed=cfg.optim.seed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from crossadapt.data.converters import (
     period_bounds,
 )
 from crossadapt.data.converters import conversion as conv_base
+from crossadapt.data.converters import reader
 from crossadapt.errors import ConfigError, DataError
 from crossadapt.featuremap import FeatureMap
 
@@ -426,12 +429,6 @@ def test_real_avazu_sample(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- streaming on pyarrow.csv blocks
-
-import subprocess
-import sys
-
-from crossadapt.data.converters import reader
-
 
 def _outputs(root: Path) -> dict:
     """Everything a conversion wrote that does not name its folder."""

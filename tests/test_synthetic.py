@@ -1,8 +1,12 @@
-"""Synthetic logs: contract layout, determinism, CTR / Bayes AUC ranges, drift metadata."""
+"""Synthetic logs: contract layout, determinism, CTR / Bayes AUC ranges, drift metadata; the
+Criteo-shaped world (cardinality profile, long tail, numeric fields, bounded memory)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crossadapt.config import SyntheticConfig
+from crossadapt.config import SyntheticConfig, load_config, replace
 from crossadapt.data.arrays import read_periods
-from crossadapt.data.synthetic import META_FILE, TRUTH_FILE, build_world, generate, load_world
+from crossadapt.data.period_stats import PeriodStats, binned_auc
+from crossadapt.data.synthetic import META_FILE, TRUTH_FILE, build_world, feature_map, generate, is_current, load_world
+from crossadapt.data.synthetic_world import ClickModelScales
 from crossadapt.errors import ConfigError, DataError
 from crossadapt.featuremap import FeatureMap
+from crossadapt.metrics import auc
 
 SMALL = SyntheticConfig(num_fields=6, vocab_size=300, rows_per_period=3000, num_periods=4, drift_periods=(2,), seed=7)
 
@@ -129,8 +136,6 @@ def test_logit_matches_fm_formula() -> None:
 
 
 def test_cache_key_covers_version_config_and_scales(tmp_path: Path) -> None:
-    from crossadapt.data.synthetic import ClickModelScales, is_current
-
     generate(SMALL, tmp_path)
     assert is_current(tmp_path, SMALL)
     assert not is_current(tmp_path, SyntheticConfig(**{**SMALL.__dict__, "seed": 8}))
@@ -141,15 +146,6 @@ def test_cache_key_covers_version_config_and_scales(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the Criteo-shaped world
-
-import math
-import tracemalloc
-
-from crossadapt.config import load_config, replace
-from crossadapt.data.period_stats import PeriodStats, binned_auc
-from crossadapt.data.synthetic import feature_map, is_current
-from crossadapt.data.synthetic_world import ClickModelScales
-from crossadapt.metrics import auc
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # Criteo's categorical cardinalities at min count 10 (issue 14), C1..C26.
@@ -323,3 +319,17 @@ def test_long_tail_config_errors() -> None:
         build_world(replace(TAIL, chunk_rows=0))
     with pytest.raises(ConfigError, match="synthetic.numeric_fields"):
         build_world(replace(TAIL, numeric_fields=-1))
+
+
+def test_small_world_rows_are_those_of_generator_version_2() -> None:
+    """The demo's world is unchanged by the Criteo-shaped extension: the rows of periods 0, 11 and
+    14 (both regimes after the drifts) hash as generator version 2 wrote them (commit 55a49de).
+    Depends only on numpy's PCG64 streams, which numpy keeps stable."""
+    world = build_world(SyntheticConfig(rows_per_period=3000))
+    digest = hashlib.sha256()
+    for k in (0, 11, 14):
+        rows = world.sample_period(k)
+        for a in (rows["ids"], rows["label"], rows["ts"]):
+            digest.update(np.ascontiguousarray(a).tobytes())
+    assert world.bias == -2.4010281161699503
+    assert digest.hexdigest() == "d3b0f1c9fd158a918e18816d9002c5eb81f0d020fff2941e980cbe45ca166295"

@@ -422,42 +422,59 @@ def build_world(cfg: SyntheticConfig, scales: ClickModelScales | None = None) ->
     check_config(cfg)
     sc = scales or ClickModelScales()
     sizes = vocab_sizes(cfg)
-    F, k = len(sizes), cfg.latent_dim
-    ranks = np.asarray(sizes) - 1
     rng = np.random.default_rng([cfg.seed, _TAG_PARAMS])
     drift_rngs = {d: np.random.default_rng([cfg.seed, _TAG_DRIFT, d]) for d in sorted(cfg.drift_periods)}
+    # Draw order on ``rng`` (rankings, id effects, pair weights) is part of the world's identity.
+    rank_probs, rankings, infos = _popularity(cfg, sizes, sc, rng, drift_rngs)
+    w, v, emit = _id_effects(cfg, sizes, sc, rankings, rank_probs, rng)
+    pair_w = _draw_pair_weights(rng, len(sizes) + cfg.numeric_fields, sc.pair_density)
+    numeric = _draw_numeric(cfg, sc)
+    world = SyntheticWorld(cfg, sc, 0.0, w, v, rank_probs, [Regime(0, rankings[0], pair_w, {})], emit, numeric)
+    _calibrate(world)
+    for (d, drng), ranking, info in zip(drift_rngs.items(), rankings[1:], infos[1:]):
+        world.regimes.append(_drift_regime(world, world.regimes[-1], d, ranking, info, drng))
+    return world
 
+
+def _popularity(cfg: SyntheticConfig, sizes: list[int], sc: ClickModelScales, rng: np.random.Generator,
+                drift_rngs: dict[int, np.random.Generator]) -> tuple[FieldTable, list[FieldTable], list[dict[str, Any]]]:
+    """Probability of each popularity rank, and the ranking (rank -> id) of every regime."""
+    ranks = np.asarray(sizes) - 1
     rank_probs = FieldTable(np.concatenate([np.arange(1, V, dtype=np.float64) ** -cfg.zipf_a for V in sizes]), ranks)
-    for f in range(F):
+    for f in range(len(sizes)):
         p = rank_probs.field(f)
         p /= p.sum()
-    # Popularity of every regime first: the id amplitudes below depend on it.
     rankings = [FieldTable(np.concatenate([1 + rng.permutation(V - 1) for V in sizes]).astype(np.int64), ranks)]
     infos: list[dict[str, Any]] = [{}]
     for d, drng in drift_rngs.items():
         ranking, info = _promote_rare_ids(rankings[-1], d, sc, drng)
         rankings.append(ranking)
         infos.append(info)
+    return rank_probs, rankings, infos
 
+
+def _id_effects(cfg: SyntheticConfig, sizes: list[int], sc: ClickModelScales, rankings: list[FieldTable],
+                rank_probs: FieldTable, rng: np.random.Generator) -> tuple[FieldTable, FieldTable, FieldTable | None]:
+    """First-order weights ``w`` and latent vectors ``v`` of every id, and the written id of each
+    (``None``: itself; with ``rare_ids="oov"`` the never-popular ids are written as 0)."""
+    F, k, V = len(sizes), cfg.latent_dim, np.asarray(sizes)
     # Amplitude of an id's effects: the best popularity rank it ever has. Rare ids barely matter
     # (as in real logs, where their effects are swamped by noise), so a model trained on a few
     # hundred thousand rows can get close to the Bayes AUC; ids promoted by a drift are strong
     # from the start, so the drift costs a model that never saw them.
     best_rank = _best_ranks(rankings, sizes)
-    amp = FieldTable((1.0 + best_rank.flat / sc.head_ranks) ** -sc.tail_decay, np.asarray(sizes))
+    amp = FieldTable((1.0 + best_rank.flat / sc.head_ranks) ** -sc.tail_decay, V)
     emit = None
     if cfg.rare_ids == "oov":
         kept = best_rank.flat < sc.kept_ranks
         amp.flat[~kept] = 0.0  # OOV'd ids share id 0, whose effects are zero
-        own = np.concatenate([np.arange(V) for V in sizes])
-        emit = FieldTable(np.where(kept, own, 0).astype(np.int64), np.asarray(sizes))
+        own = np.concatenate([np.arange(n) for n in sizes])
+        emit = FieldTable(np.where(kept, own, 0).astype(np.int64), V)
 
-    w_raw = rng.normal(0.0, 1.0, int(sum(sizes)))  # drawn before the field scales (stream order)
+    w_raw = rng.normal(0.0, 1.0, int(V.sum()))  # drawn before the field scales (stream order)
     field_scale = np.repeat(rng.uniform(0.5, 1.5, F), sizes)  # fields differ in importance
-    w = FieldTable(w_raw * field_scale * amp.flat, np.asarray(sizes))
-    v = FieldTable(rng.normal(0.0, 1.0 / np.sqrt(k), (int(sum(sizes)), k)) * amp.flat[:, None], np.asarray(sizes))
-    numeric = _draw_numeric(cfg, sc)
-    pair_w = _draw_pair_weights(rng, F + cfg.numeric_fields, sc.pair_density)
+    w = FieldTable(w_raw * field_scale * amp.flat, V)
+    v = FieldTable(rng.normal(0.0, 1.0 / np.sqrt(k), (int(V.sum()), k)) * amp.flat[:, None], V)
     # Centre w and v under period-0 popularity: w's mean goes into the bias anyway, and centred
     # latent vectors make the interaction term orthogonal to every first-order function of the ids,
     # so logistic regression cannot recover any of it. The mean is removed in proportion to each
@@ -472,26 +489,25 @@ def build_world(cfg: SyntheticConfig, scales: ClickModelScales | None = None) ->
         vf[ids] -= share[:, None] * (probs @ vf[ids])[None, :]
         wf[0] = 0.0
         vf[0] = 0.0
+    return w, v, emit
 
-    world = SyntheticWorld(cfg, sc, 0.0, w, v, rank_probs, [Regime(0, rankings[0], pair_w, {})], emit, numeric)
-    # Rescale both terms to their target std on a calibration sample, then solve the bias.
-    calib_rng = np.random.default_rng([cfg.seed, _TAG_CALIB])
-    calib, dense = world.sample_features(world.regimes[0], sc.calib_rows, calib_rng)
+
+def _calibrate(world: SyntheticWorld) -> None:
+    """Standardise the numeric fields, rescale both logit terms to their target std on a
+    calibration sample (period-0 popularity), then solve the bias for ``base_ctr``."""
+    cfg, sc, numeric, regime = world.cfg, world.scales, world.numeric, world.regimes[0]
+    calib, dense = world.sample_features(regime, sc.calib_rows, np.random.default_rng([cfg.seed, _TAG_CALIB]))
     if numeric is not None:  # z = standardised x has mean 0: the numeric latents need no centring
         x = dense.astype(np.float64)
         numeric.mean, numeric.std = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-12)
-    first, pair = world.logit_terms(calib, world.regimes[0], dense)
+    first, pair = world.logit_terms(calib, regime, dense)
     a1 = sc.first_order_std / max(first.std(), 1e-12)
     a2 = sc.interaction_std / max(pair.std(), 1e-12)
     world.w.flat *= a1
     if numeric is not None:
         numeric.w *= a1
-    world.regimes[0].pair_w = pair_w * a2
+    regime.pair_w = regime.pair_w * a2
     world.bias = _solve_bias(a1 * first + a2 * pair, cfg.base_ctr)
-
-    for (d, drng), ranking, info in zip(drift_rngs.items(), rankings[1:], infos[1:]):
-        world.regimes.append(_drift_regime(world, world.regimes[-1], d, ranking, info, drng))
-    return world
 
 
 def _solve_bias(logit_wo_bias: np.ndarray, target_ctr: float) -> float:

@@ -134,7 +134,7 @@ class _Parsed:
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (1-based row in block, text)
 
 
-def _parse_block(first_line: int, block: bytes, layout: Layout) -> _Parsed:
+def _parse_block(path: Path, first_line: int, block: bytes, layout: Layout) -> _Parsed:
     names = [f"c{i}" for i in range(layout.num_columns)]
     rejected: list[tuple[int, str]] = []
 
@@ -156,13 +156,16 @@ def _parse_block(first_line: int, block: bytes, layout: Layout) -> _Parsed:
         )
 
     try:
-        table = read(block)
-    except pa.ArrowInvalid as e:
-        if "UTF8" not in str(e) and "utf8" not in str(e).lower():
-            raise
-        # Odd bytes are at worst one malformed token, not a crash: decode them as U+FFFD.
-        rejected.clear()
-        table = read(block.decode("utf-8", errors="replace").encode("utf-8"))
+        try:
+            table = read(block)
+        except pa.ArrowInvalid as e:
+            if "utf8" not in str(e).lower():
+                raise
+            # Odd bytes are at worst one malformed token, not a crash: decode them as U+FFFD.
+            rejected.clear()
+            table = read(block.decode("utf-8", errors="replace").encode("utf-8"))
+    except pa.ArrowException as e:
+        raise DataError(f"{path}: cannot parse the lines from line {first_line} on ({e})") from e
     return _Parsed(first_line, block, table, rejected)
 
 
@@ -219,14 +222,14 @@ class _Budget:
         return self.left == 0
 
 
-def _consume(parsed: _Parsed, converter: RawConverter, layout: Layout, header_lineno: int,
+def _consume(path: Path, parsed: _Parsed, converter: RawConverter, layout: Layout, header_lineno: int,
              budget: _Budget, skips: SkipLog | None) -> ValidBatch:
     """Valid rows of one parsed block; skipped lines go to ``skips``."""
     n_lines = count_lines(parsed.block)
     rel_rejected = np.array([r for r, _ in parsed.rejected], np.int64)
     lines = np.delete(np.arange(1, n_lines + 1), rel_rejected - 1) + parsed.first_line - 1
     if lines.size != parsed.table.num_rows:
-        raise DataError(f"line accounting failed at line {parsed.first_line}: {parsed.table.num_rows} rows "
+        raise DataError(f"{path}: line accounting failed from line {parsed.first_line}: {parsed.table.num_rows} rows "
                         f"+ {rel_rejected.size} rejected for {n_lines} lines")
     batch = converter.parse([parsed.table.column(i).combine_chunks() for i in range(layout.num_columns)], layout)
     header = lines == header_lineno
@@ -280,10 +283,10 @@ def iter_valid(
                     nxt = next(blocks, None)
                     if nxt is None:
                         break
-                    ahead.append(pool.submit(_parse_block, nxt[0], nxt[1], layout))
+                    ahead.append(pool.submit(_parse_block, path, nxt[0], nxt[1], layout))
                 if not ahead:
                     return
-                batch = _consume(ahead.popleft().result(), converter, layout, header_lineno, budget, skips)
+                batch = _consume(path, ahead.popleft().result(), converter, layout, header_lineno, budget, skips)
                 if len(batch):
                     yield batch
                 if budget.done:
