@@ -11,8 +11,8 @@ Integer features become categorical tokens with the bucketing of the Kaggle winn
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
-
 from typing import Sequence
 
 import numpy as np
@@ -75,6 +75,11 @@ def int_token(raw: str) -> str | None:
     return str(math.floor(x))  # math.floor gives an int: "-1", not "-1.0"
 
 
+# Integer values repeat from block to block (small counts dominate), so caching the float/log work
+# pays; failures raise and are not cached.
+_cached_int_token = lru_cache(maxsize=1 << 18)(int_token)
+
+
 class CriteoConverter(RawConverter):
     """Criteo TSV (no header) or CSV with a ``label,I1..I13,C1..C26`` header."""
 
@@ -90,6 +95,6 @@ class CriteoConverter(RawConverter):
         """Label, 13 bucketed integer tokens, 26 categorical tokens (empty -> missing)."""
         faults = RowFaults(len(columns[0]))
         label = int_column(columns[0], parse_binary_label, faults, np.int8)
-        tokens = [token_column(c, int_token, faults) for c in columns[1 : 1 + _N_INT]]
+        tokens = [token_column(c, _cached_int_token, faults) for c in columns[1 : 1 + _N_INT]]
         tokens += [empty_as_missing(c) for c in columns[1 + _N_INT :]]
         return ParsedBatch(label, tokens, faults)

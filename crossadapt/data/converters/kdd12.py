@@ -16,7 +16,6 @@ Position included, is a categorical field; ``Impression`` is only checked, not a
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Sequence
 
 import numpy as np
