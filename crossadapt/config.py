@@ -98,7 +98,13 @@ def check_periods(data: DataConfig) -> None:
 
 @dataclass
 class SyntheticConfig:
-    """Shape of the synthetic logs (the embedded default)."""
+    """Shape of the synthetic logs (the embedded default).
+
+    The defaults are the small world of the demo. ``vocab_sizes``, ``rare_ids`` and
+    ``numeric_fields`` make a long-tailed, Criteo-shaped world (``configs/criteo_like.yaml``) from
+    the same click model; at their defaults the generator writes the small world unchanged.
+    Validated by ``crossadapt.data.synthetic_world.check_config``.
+    """
 
     num_fields: int = 12
     vocab_size: int = 2000
@@ -109,6 +115,18 @@ class SyntheticConfig:
     base_ctr: float = 0.12
     drift_periods: tuple[int, ...] = (11, 14)
     seed: int = 0
+    # One vocabulary size per categorical field (OOV id 0 included); empty: ``num_fields`` fields of
+    # ``vocab_size``. When given, its length must equal ``num_fields``.
+    vocab_sizes: tuple[int, ...] = ()
+    # "oov": ids never among a field's most popular are written as the OOV id 0 with zero effect (a
+    # min-count vocabulary over a short tail); "keep": every id is written and has its own effect.
+    rare_ids: Literal["oov", "keep"] = "oov"
+    # Numeric (float32) fields n0.. beside the categorical ones: log1p of a long-tailed count.
+    numeric_fields: int = 0
+    # Rows drawn and written at a time: bounds the generator's memory whatever rows_per_period is.
+    # Part of the data's identity (rows are drawn chunk by chunk); a period that fits in one chunk
+    # is drawn exactly as before chunking existed.
+    chunk_rows: int = 65_536
 
 
 @dataclass
