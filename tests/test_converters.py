@@ -34,10 +34,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "raw"
 CRITEO = FIXTURES / "criteo_small.tsv"
 AVAZU = FIXTURES / "avazu_small.csv"
 KDD12 = FIXTURES / "kdd12_small.tsv"
-# Real samples live beside the checkout (../shared/data; ../../shared/data from a worktree under
-# /work/wt) and are never copied into the repo.
-SHARED_DATA = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[2:] if (p / "shared" / "data").is_dir()),
-                   Path(__file__).resolve().parents[2] / "shared" / "data")
+# Real samples live beside the checkout (../shared/data) and are never copied into the repo.
+from conftest import SHARED_DATA  # noqa: E402
 CRITEO_SAMPLE = SHARED_DATA / "criteo" / "criteo_sample.txt"
 AVAZU_SAMPLE = SHARED_DATA / "avazu" / "avazu_sample.txt"
 
