@@ -45,7 +45,7 @@ from crossadapt.models import load_checkpoint
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
-from crossadapt.train.ray_train import TrainOutcome, fit_many, read_outcome
+from crossadapt.train.ray_train import TrainOutcome, fit_many
 
 if TYPE_CHECKING:
     import ray.data
@@ -264,7 +264,8 @@ class OfflinePlan:
 
 
 def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> OfflinePlan:
-    """The fingerprints and folders of every offline stage of ``cfg`` in ``out_dir`` (reads parquet footers only)."""
+    """The fingerprints and folders of every offline stage of ``cfg`` in ``out_dir`` (trains nothing; hashes
+    the parquet files of the teacher, window and test periods)."""
     out_dir = Path(out_dir)
     code = F.code_fingerprint()
     fmd = fm.to_dict()
@@ -326,8 +327,10 @@ def merge_records(plan: OfflinePlan, new: list[dict], previous: list[dict]) -> l
             continue
         current = r.get("method") in METHODS and isinstance(r.get("seed"), int) and \
             r.get("fingerprint") == plan.student(*key).fingerprint and r.get("test_data") == plan.data["test"]
-        # "reused": not trained by the command that writes this results.json
-        (kept if current else dropped).append({**r, "reused": True} if current else r)
+        if current:  # "reused": not trained by the command that writes this results.json
+            kept.append({**r, "reused": True})
+        else:
+            dropped.append(r)
     if dropped:
         names = ", ".join(f"{r.get('method')}-seed{r.get('seed')}" for r in dropped)
         _say(f"results.json: dropped {len(dropped)} earlier record(s) made with another config, data or code "
@@ -388,7 +391,8 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
         if on_record:
             on_record(rec)
     records = merge_records(plan, new, previous.get("offline_records", []))
-    if not needs_projection and previous.get("fingerprints", {}).get("projection") == plan.projection:
+    if not needs_projection and previous.get("fingerprints", {}).get("projection") == plan.projection and \
+            any(get_method(r["method"]).projection for r in records):
         # kept records of projected methods came from this same projection: keep its report
         init_path = previous.get("projection_init", "")
         reports, proj_seconds = previous.get("projection", {}), previous.get("projection_seconds", 0.0)
