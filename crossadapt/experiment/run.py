@@ -112,7 +112,7 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
                               "student_checkpoint": student_ckpt, "stream_periods": list(cfg.data.stream_periods)}
     atomic.write_json(Path(cfg.out_dir) / RESULTS_FILE, results)
-    track_online(tracker, cfg, results)
+    track_online(tracker, cfg, {**results, "online": new})  # the kept blocks were sent when they ran
 
 
 def online_fingerprints(cfg: ExperimentConfig, fm, methods, teacher_ckpt: str, student_ckpt: str) -> dict[str, str]:

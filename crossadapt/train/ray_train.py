@@ -123,9 +123,10 @@ def train_loop_per_worker(config: dict) -> None:
     if ckpt is not None:  # resume after a worker failure, or a rerun of an interrupted run of these jobs
         with ckpt.as_directory() as d:
             saved = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
+    coll = _collective(rank, world, device)
     for job in jobs:
-        # Every rank reads the same file (run folders are on a filesystem the driver reads too).
-        if read_outcome(job.run_dir, job.fingerprint) is not None:
+        # rank 0's run folder decides for every rank (the others may sit on nodes without that disk)
+        if coll.broadcast(rank == 0 and read_outcome(job.run_dir, job.fingerprint) is not None):
             continue  # finished before a worker failure: not trained twice
         resume = saved if saved and (saved.get("run_dir"), saved.get("fingerprint")) == (
             job.run_dir, job.fingerprint) else None
