@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,8 @@ def run_tune(cfg: ExperimentConfig, fm: FeatureMap, space: SearchSpace, fresh: b
     if fresh:
         shutil.rmtree(path, ignore_errors=True)
     param_space = {"params": {p.key: _distribution(p) for p in space.params}, "base": to_dict(cfg), **shared}
-    others = sorted(str(p) for p in storage.glob(f"{space.name}-*") if p != path and p.is_dir())
+    others = sorted(str(p) for p in storage.glob(f"{space.name}-*") if p != path and p.is_dir()
+                    and re.fullmatch(rf"{re.escape(space.name)}-[0-9a-f]{{{F.SHORT}}}", p.name))
     if tune.Tuner.can_restore(str(path)):
         print(f"[crossadapt] tune: resuming {path} (same base config, space, data and code)", flush=True)
         tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True, param_space=param_space)
