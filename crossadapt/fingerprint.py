@@ -29,8 +29,9 @@ data root, its size and the sha256 of its bytes. Paths are relative, so a copy o
 (a download from storage, another disk) has the same fingerprint; a modification time would not.
 Not a hash of the parquet footers only, although that reads a few kilobytes: a footer holds row
 counts, chunk sizes and min/max statistics, and a small file with one label flipped kept its footer
-byte for byte (tests/test_fingerprint.py). Hashing runs at about 1 GB/s, less than reading the same
-files for training; it is done once per file per process (memoised on path, size and mtime).
+byte for byte (tests/test_fingerprint.py). Hashing is one sequential read of each file, cheaper than
+decoding the same files for training, and is done once per file per process (memoised on path,
+size and mtime).
 
 Code: the sha256 of the ``crossadapt`` package's ``.py`` sources (relative path and bytes), not
 the git commit: uncommitted edits do not change a commit, and an installed wheel or a
@@ -59,7 +60,8 @@ SHORT = 16
 #: teacher checkpoint and the initial embeddings enter as their stages' fingerprints instead.
 JOB_EXCLUDED = ("name", "run_dir", "fingerprint", "teacher_checkpoint", "init_embeddings", "checkpoint_interval_s",
                 "train_key", "valid_key")
-#: Projection settings that place the work (actors, in-process) or size its report, not the table.
+#: Projection settings that place the work (actors, in-process) or size its report, not the table
+#: (a reused projection keeps its report, which records the report_rows it was made with).
 PROJECTION_EXCLUDED = ("num_actors", "actor_min_rows", "report_rows")
 #: Online settings that list what to run or batch the calls to the actors (same steps, same order).
 ONLINE_EXCLUDED = ("methods", "max_inflight", "steps_per_call")
