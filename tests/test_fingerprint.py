@@ -156,7 +156,8 @@ def test_each_change_reaches_exactly_the_stages_it_determines(world):
 
     # the rerun: another r and another history
     assert changed(distill=DistillConfig(r=0.3)) == sampled
-    assert changed(data=dataclasses.replace(base_cfg.data, teacher_periods=(0, 2))) == {"teacher", "projection"} | taught
+    history = dataclasses.replace(base_cfg.data, teacher_periods=(0, 2))
+    assert changed(data=history) == {"teacher", "projection"} | taught
     # the loss weight touches every method with a teacher, never scratch
     assert changed(distill=DistillConfig(alpha=0.5)) == taught
     assert changed(projection=ProjectionConfig(method="rsvd")) == {"projection"} | projected

@@ -366,8 +366,8 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     out_dir = Path(out_dir)
     previous = previous or {}
     plan = plan_offline(cfg, fm, out_dir)
-    _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods {list(A.period_range(cfg.data.teacher_periods))}"
-         f" (fingerprint {F.short(plan.teacher.fingerprint)})")
+    _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods "
+         f"{list(A.period_range(cfg.data.teacher_periods))} (fingerprint {F.short(plan.teacher.fingerprint)})")
     teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher)
     test = test_arrays(cfg, fm)
     teacher_metrics = evaluate_checkpoint(teacher.best_checkpoint, fm, test)
@@ -433,5 +433,5 @@ def student_checkpoint(results: dict, method: str, seed_index: int = 0) -> str:
     ckpts = results.get("offline_checkpoints", {}).get(method, [])
     if seed_index >= len(ckpts):
         raise ConfigError(f"results.json has no offline {method} student (seed #{seed_index}); the online stage "
-                          f"and online searches start from it: run `crossadapt transfer` with {method} among the methods")
+                          f"starts from it: run `crossadapt transfer` with {method} among the methods")
     return ckpts[seed_index]

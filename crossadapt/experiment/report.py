@@ -127,10 +127,11 @@ def _provenance(results: dict) -> list[str]:
     if not fps:
         return []
     short = lambda fp: f"`{fp[:16]}`" if fp else "-"  # noqa: E731
+    data = ", ".join(f"{k} {short(v)}" for k, v in fps.get("data", {}).items())
+    reused = " (reused)" if results.get("teacher", {}).get("reused") else ""
     lines = ["## Provenance", "",
-             f"Code {short(fps.get('code'))}; data " + ", ".join(f"{k} {short(v)}" for k, v in fps.get("data", {}).items())
-             + f"; teacher {short(fps.get('teacher'))}" + (" (reused)" if results.get("teacher", {}).get("reused") else "")
-             + f"; projection {short(fps.get('projection'))}.", "",
+             f"Code {short(fps.get('code'))}; data {data}; teacher {short(fps.get('teacher'))}{reused}; "
+             f"projection {short(fps.get('projection'))}.", "",
              "| student | fingerprint | trained |", "|---|---|---|"]
     for r in results.get("offline_records", []):
         lines.append(f"| {r['method']}-seed{r['seed']} | {short(r.get('fingerprint'))} | "

@@ -187,7 +187,8 @@ def _run_job(
     state = engine.run_phases(model, job, train, valid, teacher_logits, coll, saved, on_epoch)
     if rank == 0:
         if valid is None:  # no validation split: the last model is the one we keep
-            save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name, "fingerprint": job.fingerprint})
+            save_checkpoint(run_dir / "best.pt", model, job.model, fm,
+                            {"job": job.name, "fingerprint": job.fingerprint})
         atomic.write_json(run_dir / OUTCOME_FILE, {
             "fingerprint": job.fingerprint,
             "world_size": world,

@@ -80,6 +80,9 @@ def test_interrupted_fit_resumes_on_rerun_and_a_changed_job_starts_afresh(ray_se
     """Across commands: a run stopped by a failure (max_failures=0) resumes when the same job runs
     again; a job with another fingerprint never takes its checkpoint."""
     import torch
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    EPOCHS = 20  # tiny epochs (~0.1 s): enough of them for Ray Train's controller to register a checkpoint
 
     root = tmp_path / "data"
     generate(SyntheticConfig(num_fields=4, vocab_size=100, rows_per_period=3000, num_periods=2, drift_periods=(1,),
@@ -87,13 +90,22 @@ def test_interrupted_fit_resumes_on_rerun_and_a_changed_job_starts_afresh(ray_se
     fm = FeatureMap.load(root)
     resources = ResourcesConfig(num_workers=1, cpus_per_worker=1.0, max_failures=0, checkpoint_interval_s=0)
     job = TrainJob(name="job", run_dir=str(tmp_path / "run"), model=ModelConfig(name="dnn", embed_dim=8,
-                   hidden_units=(16,)), feature_map=fm.to_dict(), phases=(Phase(5, 3e-3),), batch_size=128,
-                   patience=10, seed=0, checkpoint_interval_s=0)
+                   hidden_units=(16,)), feature_map=fm.to_dict(), phases=(Phase(EPOCHS, 3e-3),), batch_size=128,
+                   patience=EPOCHS, seed=0, checkpoint_interval_s=0)  # no early stop: every epoch runs
     train, valid = ray_data.window_split(root, [0, 1], fm, valid_fraction=0.1)
+
+    def registered() -> bool:  # Ray Train's controller has taken a checkpoint it would resume from
+        for snap in (tmp_path / "ray_storage").glob(f"job-*/{CHECKPOINT_MANAGER_SNAPSHOT_FILENAME}"):
+            try:
+                return json.loads(snap.read_text()).get("latest_checkpoint_result") is not None
+            except (OSError, ValueError):
+                return False
+        return False
+
     killed = []
 
     def after_three_epochs(progress: dict) -> bool:
-        if progress["epoch"] >= 3:
+        if progress["phase"] == 0 and progress["epoch"] >= 3 and registered():
             killed.append(progress["epoch"])
         return bool(killed)
 
@@ -103,20 +115,21 @@ def test_interrupted_fit_resumes_on_rerun_and_a_changed_job_starts_afresh(ray_se
     killer.join(timeout=1)
     assert killed, "the worker was never killed"
     [interrupted] = (tmp_path / "ray_storage").glob("job-*")
-    states = sorted(interrupted.rglob("state.pt"), key=lambda p: p.stat().st_mtime_ns)
-    saved = torch.load(states[-1], weights_only=True)["state"]["history"]
-    # The newest checkpoint on disk may not have been registered when the kill came; the one before it was.
-    k = len(saved) - 1
-    assert 2 <= len(saved) < 5
+    # Where Ray Train will resume: the latest checkpoint its controller registered (newer ones on
+    # disk may not have been registered when the kill came; epochs here take well under its poll).
+    snapshot = json.loads((interrupted / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
+    latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    saved = torch.load(interrupted / latest / "state.pt", weights_only=True)["state"]["history"]
+    assert 1 <= len(saved) < EPOCHS
 
-    other = fit(dataclasses.replace(job, run_dir=str(tmp_path / "other"), phases=(Phase(5, 2e-3),)), train, valid,
+    other = fit(dataclasses.replace(job, run_dir=str(tmp_path / "other"), phases=(Phase(EPOCHS, 2e-3),)), train, valid,
                 resources)
-    assert len(other.history) == 5 and other.history[0] != saved[0]  # trained from its start
+    assert len(other.history) == EPOCHS and other.history[0] != saved[0]  # trained from its start
     assert interrupted.is_dir()  # the interrupted run's checkpoints were left alone
 
     resumed = fit(job, train, valid, resources)
-    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3, 4]
-    assert resumed.history[:k] == saved[:k]  # the epochs before the checkpoint were not run again (same timings)
+    assert [h["epoch"] for h in resumed.history] == list(range(EPOCHS))
+    assert resumed.history[: len(saved)] == saved  # the epochs before the checkpoint were not run again (same timings)
     assert not resumed.reused and not interrupted.exists()  # finished: its resume point is gone
     again = fit(job, train, valid, resources)
     assert again.reused and again.history == resumed.history  # finished: reused, not retrained
