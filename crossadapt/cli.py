@@ -138,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     init_ray()
     fm = prepare_data(cfg)
-    outcome = train_teacher(cfg, fm, Path(cfg.out_dir))
+    outcome = train_teacher(cfg, fm, Path(cfg.out_dir), fresh=getattr(args, "fresh", False))
     metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
     print(atomic.json_text({"checkpoint": outcome.best_checkpoint, "test": metrics,
                             "train_seconds": outcome.train_seconds}))
@@ -164,7 +164,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     cfg = _checked(args)
     from crossadapt.experiment.run import run_experiment
 
-    run_experiment(cfg, stages=("offline",))
+    run_experiment(cfg, stages=("offline",), fresh=getattr(args, "fresh", False))
     return 0
 
 
@@ -184,7 +184,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
     init_ray()
     fm = prepare_data(cfg)
-    result = run_zoo(cfg, fm, args.models, args.seeds)
+    result = run_zoo(cfg, fm, args.models, args.seeds, fresh=getattr(args, "fresh", False))
     print(zoo_table(result), end="")
     print(f"[crossadapt] wrote {Path(cfg.out_dir) / 'zoo.json'} and zoo.md", flush=True)
     return 0
@@ -200,11 +200,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     init_ray()
     fm = prepare_data(cfg)
-    rows = run_tune(cfg, fm, space)
+    rows = run_tune(cfg, fm, space, fresh=getattr(args, "fresh", False))
     best = rows[0] if rows else None
     print(f"[crossadapt] tune {space.name}: {len(rows)} trials; best {space.metric} "
-          f"{best[space.metric]:.4f} with {{{', '.join(f'{k}: {best[k]}' for k in space.keys)}}}" if best else "no trials")
-    print(f"[crossadapt] table: {Path(cfg.out_dir) / 'tune' / space.name / 'results.md'}", flush=True)
+          f"{best[space.metric]:.4f} with {{{', '.join(f'{k}: {best[k]}' for k in space.keys)}}}" if best else "no trials",
+          flush=True)
     return 0
 
 
@@ -227,7 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg = _checked(args)
     from crossadapt.experiment.run import run_experiment
 
-    run_experiment(cfg, stages=("offline", "online"))
+    run_experiment(cfg, stages=("offline", "online"), fresh=getattr(args, "fresh", False))
     return 0
 
 
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crossadapt", description=__doc__, epilog=PATHS_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser, out: bool = True) -> None:
+    def common(sp: argparse.ArgumentParser, out: bool = True, fresh: bool = False) -> None:
         sp.epilog = PATHS_HELP
         sp.add_argument("--config", help="YAML config (see configs/); its relative paths are relative to it")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "current folder)")
         if out:
             sp.add_argument("--out", help="output folder (overrides out_dir; relative to the current folder)")
+        if fresh:
+            sp.add_argument("--fresh", action="store_true",
+                            help="train every stage again, even those finished earlier in the output folder with "
+                                 "the same config, data and code (by default they are reused)")
 
     sp = sub.add_parser("validate", help="check a config, or a whole command after --, and print the resolved "
                                          "config (YAML); starts nothing")
@@ -271,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_prepare)
 
     sp = sub.add_parser("train", help="train the config's teacher model on the history periods")
-    common(sp)
+    common(sp, fresh=True)
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("evaluate", help="evaluate a checkpoint on a period range")
@@ -281,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("transfer", help="offline stage: teacher, projection, every method over seeds")
-    common(sp)
+    common(sp, fresh=True)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_transfer)
 
@@ -293,14 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_online)
 
     sp = sub.add_parser("zoo", help="train zoo models on the history and score them on the test period(s)")
-    common(sp)
+    common(sp, fresh=True)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.add_argument("--models", nargs="+", default=["lr", "dnn", "dcnv2"], help="registry names")
     sp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     sp.set_defaults(func=cmd_zoo)
 
     sp = sub.add_parser("tune", help="Ray Tune over a search space (ASHA, resumable, results table)")
-    common(sp)
+    common(sp, fresh=True)
     sp.add_argument("--space", required=True, help="search space file, e.g. tune_spaces/offline.yaml")
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_tune)
@@ -314,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_tables)
 
     sp = sub.add_parser("demo", help="the whole pipeline on synthetic logs: results.json + report.md")
-    common(sp)
+    common(sp, fresh=True)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_demo)
     return p

@@ -144,25 +144,37 @@ def check_periods(data: DataConfig) -> None:
 
 
 @dataclass
-class SyntheticConfig(Section):
-    """Shape of the synthetic logs (the embedded default)."""
+class SyntheticConfig:
+    """Shape of the synthetic logs (the embedded default).
 
-    num_fields: int = ranged(12, ge=2, note="pairwise interactions")
-    vocab_size: int = ranged(2000, ge=3, note="id 0 is OOV")
-    rows_per_period: int = ranged(60_000, ge=1)
-    num_periods: int = ranged(16, ge=1)
-    zipf_a: float = ranged(1.1, gt=0.0)
-    latent_dim: int = ranged(2, ge=1)
-    base_ctr: float = ranged(0.12, gt=0.0, lt=1.0)
+    The defaults are the small world of the demo. ``vocab_sizes``, ``rare_ids`` and
+    ``numeric_fields`` make a long-tailed, Criteo-shaped world (``configs/criteo_like.yaml``) from
+    the same click model; at their defaults the generator writes the small world unchanged.
+    Validated by ``crossadapt.data.synthetic_world.check_config`` (before Ray starts:
+    ``crossadapt.experiment.preflight``).
+    """
+
+    num_fields: int = 12
+    vocab_size: int = 2000
+    rows_per_period: int = 60_000
+    num_periods: int = 16
+    zipf_a: float = 1.1
+    latent_dim: int = 2
+    base_ctr: float = 0.12
     drift_periods: tuple[int, ...] = (11, 14)
     seed: int = 0
-
-    def check(self) -> None:
-        bad = [d for d in self.drift_periods if not 0 < d < self.num_periods]
-        if bad:
-            raise ConfigError(f"synthetic.drift_periods: {bad} outside [1, num_periods={self.num_periods})")
-        if len(set(self.drift_periods)) != len(self.drift_periods):
-            raise ConfigError(f"synthetic.drift_periods: duplicates in {list(self.drift_periods)}")
+    # One vocabulary size per categorical field (OOV id 0 included); empty: ``num_fields`` fields of
+    # ``vocab_size``. When given, its length must equal ``num_fields``.
+    vocab_sizes: tuple[int, ...] = ()
+    # "oov": ids never among a field's most popular are written as the OOV id 0 with zero effect (a
+    # min-count vocabulary over a short tail); "keep": every id is written and has its own effect.
+    rare_ids: Literal["oov", "keep"] = "oov"
+    # Numeric (float32) fields n0.. beside the categorical ones: log1p of a long-tailed count.
+    numeric_fields: int = 0
+    # Rows drawn and written at a time: bounds the generator's memory whatever rows_per_period is.
+    # Part of the data's identity (rows are drawn chunk by chunk); a period that fits in one chunk
+    # is drawn exactly as before chunking existed.
+    chunk_rows: int = 65_536
 
 
 @dataclass

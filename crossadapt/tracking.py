@@ -6,7 +6,8 @@ wandb package, with ``tracking.wandb: disabled`` or ``WANDB_MODE=disabled``, or 
 tracking is off and says so once. The JSON results are written by the pipeline either way.
 
 Every run opened is listed in ``<out_dir>/wandb_runs.json`` (name, group, job type, folder), so a
-user without W&B can still see what would sync. No environment variable, and so no API key, is
+user without W&B can still see what would sync; each command adds its runs to the list left by the
+earlier ones. No environment variable, and so no API key, is
 ever logged.
 
 Example::
@@ -19,10 +20,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from crossadapt import atomic
 from crossadapt.config import TrackingConfig
@@ -92,6 +95,34 @@ def _scalar(v: Any) -> bool:
     return isinstance(v, (int, float, str)) and not isinstance(v, bool)
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (POSIX; Tune trials add to one list at once); no lock elsewhere."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _read_index(path: Path) -> list[dict[str, Any]]:
+    """The runs listed by earlier commands (an unreadable list is started over, with a warning)."""
+    if not path.exists():
+        return []
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        warnings.warn(f"crossadapt: {path} is unreadable ({e}); starting a new list of W&B runs", stacklevel=3)
+        return []
+    return [r for r in index if isinstance(r, dict)] if isinstance(index, list) else []
+
+
 class Tracker:
     """Opens W&B runs for one experiment (``tracking.project``, group ``tracking.experiment``).
 
@@ -104,7 +135,7 @@ class Tracker:
         self.cfg = cfg
         self.out = Path(out_dir)
         self.group = cfg.experiment if cfg.experiment != "default" else self.out.name
-        self.index: list[dict[str, Any]] = []
+        self.index: list[dict[str, Any]] = _read_index(self.out / INDEX_FILE)
         self.mode = self._mode()
         self.off_reason = "" if self.mode != "disabled" else "tracking.wandb or WANDB_MODE is disabled"
         if self.mode != "disabled":
@@ -131,6 +162,13 @@ class Tracker:
             warnings.warn(f"crossadapt: W&B tracking off: {reason}; results are still written as JSON", stacklevel=2)
         self.mode, self.off_reason = "disabled", reason
 
+    def _add_to_index(self, entry: dict[str, Any]) -> None:
+        """Add ``entry`` to ``wandb_runs.json`` as it is on disk now (other processes may have added theirs)."""
+        path = self.out / INDEX_FILE
+        with _locked(self.out / (INDEX_FILE + ".lock")):
+            self.index = [*(r for r in _read_index(path) if r.get("id") != entry["id"]), entry]
+            atomic.write_json(path, self.index)
+
     def run(self, name: str, job_type: str, config: Mapping[str, Any]) -> TrackedRun:
         """A run named ``name`` of type ``job_type`` in this experiment's group (a no-op run when off)."""
         if not self.enabled:
@@ -146,7 +184,6 @@ class Tracker:
         except Exception as e:
             self.disable(f"wandb.init failed ({type(e).__name__}: {e})")
             return TrackedRun()
-        self.index.append({"name": name, "group": self.group, "job_type": job_type, "mode": self.mode,
-                           "id": run.id, "dir": str(Path(run.dir).parent)})
-        atomic.write_json(self.out / INDEX_FILE, self.index)
+        self._add_to_index({"name": name, "group": self.group, "job_type": job_type, "mode": self.mode,
+                            "id": run.id, "dir": str(Path(run.dir).parent)})
         return WandbRun(self, run, name)

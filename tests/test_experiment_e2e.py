@@ -71,7 +71,9 @@ def test_results_json_follows_the_contract(experiment):
         assert min(block["auc"]) > 0.55, (method, block["auc"])
     assert on_disk["teacher"]["auc"] > 0.55
     # d 8 -> 16 is an orthonormal expansion: every inner product kept
-    assert (Path(cfg.out_dir) / "projection" / "student_table.npy").is_file()  # written by the actors
+    # written by the actors, in the projection's folder (named by its fingerprint)
+    proj_dir = Path(on_disk["projection_init"]).parent
+    assert (proj_dir / "student_table.npy").is_file() and proj_dir.name == on_disk["fingerprints"]["projection"][:16]
     assert len(on_disk["projection"]) == 6
     for name, rep in on_disk["projection"].items():
         assert rep["inner_product_rel_error"] < 1e-5 and rep["energy_kept"] == pytest.approx(1.0, abs=1e-6), name

@@ -112,7 +112,7 @@ def test_ray_train_fit_runs_on_cuda(ray_session, tiny_logs, tmp_path, amp):
     model_cfg = ModelConfig(name="dnn", embed_dim=8, hidden_units=(32, 16))
     job = TrainJob(name=f"gpu-{amp}", run_dir=str(tmp_path / "run"), model=model_cfg, feature_map=fm.to_dict(),
                    phases=(Phase(epochs=2, lr=3e-3),), batch_size=512, seed=0, amp=amp)
-    out = fit(job, train, valid, ResourcesConfig(num_workers=1, use_gpu="true", amp=amp))
+    out = fit(job, train, valid, ResourcesConfig(num_workers=1, use_gpu="true", amp=amp), keep_storage=True)
     assert len(out.history) == 2 and out.best_valid_auc > 0.6, out.history
     # The worker's resumable checkpoint holds the live state dict: its tensors sit where the model trained.
     states = sorted((tmp_path / "ray_storage").rglob("state.pt"))

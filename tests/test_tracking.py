@@ -111,3 +111,16 @@ def test_compare_table(tmp_path):
     assert "0.7200 ± 0.0141 / 0.1000" in table  # online mean AUC ± std over seeds / mean |bias|
     with pytest.raises(DataError, match="no results.json"):
         compare_table([tmp_path / "missing"])
+
+
+def test_run_index_is_merged_across_commands(tmp_path):
+    """Each command adds its runs to ``wandb_runs.json``; a rerun never drops the runs of earlier ones."""
+    import json
+
+    first = Tracker(TrackingConfig(wandb="disabled"), tmp_path)
+    first._add_to_index({"name": "kd-seed0", "id": "a"})
+    second = Tracker(TrackingConfig(wandb="disabled"), tmp_path)  # a later command on the same folder
+    assert [r["id"] for r in second.index] == ["a"]
+    second._add_to_index({"name": "scratch-seed0", "id": "b"})
+    first._add_to_index({"name": "kd-seed1", "id": "c"})  # written while the other held its own list
+    assert [r["id"] for r in json.loads((tmp_path / INDEX_FILE).read_text())] == ["a", "b", "c"]

@@ -1,22 +1,29 @@
-"""Ray Tune: search-space validation, and an end-to-end ASHA search of 4 trials with its results table."""
+"""Ray Tune: search-space validation, and an end-to-end ASHA search of 4 trials with its results table,
+resumed with the same config and started afresh with another."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
-from crossadapt.config import DataConfig, DistillConfig, ExperimentConfig, ModelConfig, SyntheticConfig, TrackingConfig
-from crossadapt.data import arrays as A
+from crossadapt.config import (
+    DataConfig,
+    DistillConfig,
+    ExperimentConfig,
+    ModelConfig,
+    OptimConfig,
+    ResourcesConfig,
+    SyntheticConfig,
+    TrackingConfig,
+)
 from crossadapt.data.synthetic import generate
 from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FeatureMap
-from crossadapt.models import build_model, save_checkpoint
-from crossadapt.train import engine
-from crossadapt.train.engine import TrainJob
 from crossadapt.tune.space import apply_params, load_space
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,21 +72,12 @@ def test_apply_params_validates_like_a_config():
         apply_params(ExperimentConfig(), {"online.theta_low": 0.5})
 
 
-def _tiny_teacher(root: Path, fm: FeatureMap, path: Path) -> str:
-    cfg = ModelConfig(name="dnn", embed_dim=8, hidden_units=(32,))
-    torch.manual_seed(0)
-    model = build_model(cfg, fm)
-    data = engine.to_tensors(A.read_periods(root, range(0, 3), fm))
-    opt = engine.make_optimizer(model, 3e-3)
-    n = data["ids"].shape[0]
-    for _ in range(3):
-        engine.train_steps(model, opt, data, engine.batches(n, 256, n // 256, torch.Generator().manual_seed(0), "cpu"),
-                           None, TrainJob(name="t", run_dir="", model=cfg))
-    save_checkpoint(path, model, cfg, fm)
-    return str(path)
+def _no_training(*_a, **_k):
+    raise AssertionError("a Ray Train run started although the teacher was finished with the same fingerprint")
 
 
-def test_asha_search_end_to_end_and_resume(ray_session, tmp_path, monkeypatch):
+def test_asha_search_end_to_end_resume_and_fresh(ray_session, tmp_path, monkeypatch):
+    from crossadapt.train import ray_train
     from crossadapt.tune.search import run_tune
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -87,25 +85,26 @@ def test_asha_search_end_to_end_and_resume(ray_session, tmp_path, monkeypatch):
     generate(SyntheticConfig(num_fields=6, vocab_size=300, rows_per_period=3000, num_periods=6, drift_periods=(5,),
                              seed=2), root)
     fm = FeatureMap.load(root)
-    teacher = _tiny_teacher(root, fm, tmp_path / "teacher.pt")
     out = tmp_path / "out"
     out.mkdir()
-    # an earlier offline run's teacher is reused: the search trains no teacher of its own
-    (out / "results.json").write_text(json.dumps({"teacher": {"checkpoint": teacher}}))
+    # a teacher some earlier run recorded without a fingerprint is never taken as this config's
+    (out / "results.json").write_text(json.dumps({"teacher": {"checkpoint": str(tmp_path / "other.pt")}}))
     cfg = ExperimentConfig(
         out_dir=str(out), seeds=(0,),
         data=DataConfig(root=str(root), teacher_periods=(0, 3), window_periods=(3, 4), test_periods=(4, 5),
                         stream_periods=(5, 6)),
         teacher=ModelConfig(name="dnn", embed_dim=8, hidden_units=(32,)),
         student=ModelConfig(name="dcnv2", embed_dim=16, hidden_units=(32,), num_cross_layers=2),
+        optim=OptimConfig(lr=3e-3, epochs=3, patience=1, batch_size=256),
         distill=DistillConfig(phase1_epochs=3, phase2_epochs=3),
+        resources=ResourcesConfig(num_workers=1, use_gpu="false"),
         tracking=TrackingConfig(wandb="disabled"),
     )
     space = load_space(REPO / "tune_spaces" / "smoke.yaml")
-    rows = run_tune(cfg, fm, space)
+    rows = run_tune(cfg, fm, space)  # trains the teacher it shares, in <out>/teacher/<fingerprint>
     assert len(rows) == 4
-    table = out / "tune" / "smoke" / "results.csv"
-    with table.open() as f:
+    [folder] = (out / "tune").glob("smoke-*")
+    with (folder / "results.csv").open() as f:
         csv_rows = list(csv.DictReader(f))
     assert len(csv_rows) == 4 and set(space.keys) <= set(csv_rows[0]) and "valid_auc" in csv_rows[0]
     for r in rows:
@@ -113,11 +112,21 @@ def test_asha_search_end_to_end_and_resume(ray_session, tmp_path, monkeypatch):
         assert 1 <= r["reports"] <= 6  # ASHA may stop a trial before its 6 epochs
     aucs = [r["valid_auc"] for r in rows]
     assert aucs == sorted(aucs, reverse=True) and aucs[0] > 0.6  # best first, and it learned
-    assert (out / "tune" / "smoke" / "results.md").read_text().count("\n| ") == 5  # header + 4 trials
+    assert (folder / "results.md").read_text().count("\n| ") == 5  # header + 4 trials
 
-    # an interrupted or finished search resumes from its folder instead of starting over
+    monkeypatch.setattr(ray_train, "_train", _no_training)  # from here on the teacher is reused
+    # an interrupted or finished search of the same config and space resumes from its folder
     again = run_tune(cfg, fm, space)
     assert [r["trial"] for r in again] == [r["trial"] for r in rows]
+    # another base config: a fresh search in its own folder (the earlier one kept), never its trials
+    changed = dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, temperature=2.0))
+    fresh = run_tune(changed, fm, space)
+    folders = sorted((out / "tune").glob("smoke-*"))
+    assert len(folders) == 2 and folder in folders and (folder / "results.csv").is_file()
+    assert len(fresh) == 4 and not {r["trial"] for r in fresh} & {r["trial"] for r in rows}
+    # an online search starts only from this config's offline students: none here, so a clear error
+    with pytest.raises(ConfigError, match="crossadapt seed 0 student"):
+        run_tune(cfg, fm, load_space(REPO / "tune_spaces" / "online.yaml"))
 
 
 def test_online_search_runs_the_actor_pair_inside_trials(ray_session, tiny_online_world, online_cfg, tmp_path,
@@ -129,10 +138,6 @@ def test_online_search_runs_the_actor_pair_inside_trials(ray_session, tiny_onlin
     monkeypatch.setenv("WANDB_MODE", "disabled")
     root, fm, teacher, student = tiny_online_world
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "results.json").write_text(json.dumps({"teacher": {"checkpoint": teacher},
-                                                  "offline": {"crossadapt": {"seed": [0]}},
-                                                  "offline_checkpoints": {"crossadapt": [student]}}))
     base = online_cfg(root, out)
     cfg = ExperimentConfig(out_dir=str(out), seeds=(0,), data=DataConfig(**{**vars(base.data), "stream_periods": (5, 7)}),
                            teacher=ModelConfig(name="dnn", embed_dim=8, hidden_units=(32, 16)),
@@ -140,6 +145,23 @@ def test_online_search_runs_the_actor_pair_inside_trials(ray_session, tiny_onlin
                            online=base.online, tracking=TrackingConfig(wandb="disabled"))
     space = load_space(_space(tmp_path, "stage: online\nnum_samples: 2\ntrial_cpus: 0.5\n"
                                         "asha: {grace_period: 2}\nparams:\n  online.tau: {type: choice, values: [2, 4]}\n"))
+    _finished_offline_run(cfg, fm, teacher, student)
     rows = run_tune(cfg, fm, space)
     assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), rows
     assert all(r["reports"] == 2 and r["online_auc"] > 0.55 for r in rows), rows  # one report per period
+
+
+def _finished_offline_run(cfg, fm, teacher: str, student: str) -> None:
+    """Lay ``teacher`` and ``student`` out as the finished teacher and crossadapt seed-0 student of
+    ``cfg`` (their fingerprinted folders and outcomes), as `crossadapt transfer` would leave them."""
+    from crossadapt.experiment.offline import plan_offline
+    from crossadapt.train.ray_train import OUTCOME_FILE
+
+    plan = plan_offline(cfg, fm, Path(cfg.out_dir))
+    for job, ckpt in ((plan.teacher, teacher), (plan.student("crossadapt", cfg.seeds[0]), student)):
+        folder = Path(job.run_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ckpt, folder / "best.pt")
+        (folder / OUTCOME_FILE).write_text(json.dumps({
+            "fingerprint": job.fingerprint, "best_checkpoint": str(folder / "best.pt"), "best_valid_auc": None,
+            "history": [], "train_seconds": 0.0, "samples_seen": 0}))

@@ -4,22 +4,43 @@ Time-ordered protocol (DESIGN.md section 8): the teacher trains on ``data.teache
 see only ``data.window_periods`` (a sample of ratio ``r`` of it for the CrossAdapt variants); all are
 evaluated on ``data.test_periods``, which nobody trains on. Validation (early stopping) is the time
 tail of each training range.
+
+Every stage is bound to what produced it (``crossadapt.fingerprint``). Its fingerprint, known
+before anything trains, names its folder::
+
+    <out_dir>/teacher/<fp>/                      best.pt, outcome.json
+    <out_dir>/projection/<fp>/                   student_init.pt, report.json
+    <out_dir>/students/<method>-seed<s>/<fp>/    best.pt, outcome.json
+
+Policy: a stage whose folder holds its finished outcome is reused, not retrained (the teacher, the
+projection, each (method, seed) student); an interrupted one resumes from its last Ray Train
+checkpoint; a stage with another fingerprint (another config, data or code) starts afresh in its
+own folder, and the old folders stay (going back to an earlier config reuses them). ``fresh=True``
+(``--fresh`` on the command line) trains every stage of the run from the start; deleting a stage's
+folder does the same for that stage. Records of ``<out_dir>/results.json`` for methods or seeds not
+run now are kept when the current config would reproduce them (same fingerprint, same test data)
+and dropped, with one message, when not.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from crossadapt import atomic
+from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.data import ray_data
+from crossadapt.errors import ConfigError
 from crossadapt.experiment import paired
-from crossadapt.experiment.methods import get_method, phases_for
+from crossadapt.experiment.methods import METHODS, get_method, phases_for
 from crossadapt.experiment.teacher_check import judge_teacher
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import evaluate_predictions, fmt
@@ -27,7 +48,7 @@ from crossadapt.models import load_checkpoint
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
-from crossadapt.train.ray_train import TrainOutcome, fit, fit_many
+from crossadapt.train.ray_train import TrainOutcome, fit_many
 
 if TYPE_CHECKING:
     import ray.data
@@ -81,10 +102,35 @@ def history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, run_dir: str |
     )
 
 
-def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: int = 0) -> TrainOutcome:
-    """Train the teacher (``cfg.teacher``) on the whole history with early stopping."""
-    train, valid = history_datasets(cfg, fm)
-    return fit(history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, seed), train, valid, cfg.resources)
+def history_data(cfg: ExperimentConfig, fm: FeatureMap) -> dict[str, Any]:
+    """What the rows of a history job are (for its fingerprint): the history's data and validation share."""
+    return {"rows": F.data_fingerprint(cfg.data.root, fm.to_dict(), A.period_range(cfg.data.teacher_periods)),
+            "valid_fraction": cfg.data.valid_fraction}
+
+
+def bound_history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, folder: str | Path, model: ModelConfig,
+                      seed: int = 0, data: dict[str, Any] | None = None) -> TrainJob:
+    """``history_job`` with its fingerprint, in ``<folder>/<fingerprint>``."""
+    job = history_job(cfg, fm, name, "", model, seed)
+    fp = F.train_fingerprint(job, data or history_data(cfg, fm), cfg.resources.num_workers, F.code_fingerprint())
+    return replace(job, run_dir=str(Path(folder) / F.short(fp)), fingerprint=fp)
+
+
+def teacher_job(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, seed: int = 0) -> TrainJob:
+    """The teacher's job, bound to its fingerprint (folder ``<out_dir>/teacher/<fingerprint>``)."""
+    return bound_history_job(cfg, fm, "teacher", Path(out_dir) / "teacher", cfg.teacher, seed)
+
+
+def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: int = 0, fresh: bool = False,
+                  job: TrainJob | None = None) -> TrainOutcome:
+    """Train the teacher (``cfg.teacher``) on the whole history with early stopping; a finished
+    teacher of the same fingerprint in ``out_dir`` is reused (``fresh``: trained again)."""
+    job = job or teacher_job(cfg, fm, out_dir, seed)
+    outcome = fit_many([job], lambda _: dict(zip(("train", "valid"), history_datasets(cfg, fm))), cfg.resources,
+                       name="teacher", storage_dir=out_dir, fresh=fresh)[0]
+    if outcome.reused:
+        _say(f"teacher: finished earlier with this fingerprint in {job.run_dir}: reused, not retrained")
+    return outcome
 
 
 def field_ranges(fm: FeatureMap) -> list[tuple[str, int, int]]:
@@ -93,13 +139,27 @@ def field_ranges(fm: FeatureMap) -> list[tuple[str, int, int]]:
     return [(f.name, o, o + f.vocab_size) for f, o in zip(fm.categorical_fields, offsets)]
 
 
-def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, out_dir: Path) -> tuple[str, dict, float]:
-    """Project the teacher's tables to the student's dimension with the projection actors.
+PROJECTION_REPORT = "report.json"
+
+
+def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, folder: Path, fingerprint: str = "",
+                    fresh: bool = False) -> tuple[str, dict, float]:
+    """Project the teacher's tables to the student's dimension into ``folder`` with the projection actors.
 
     Each actor reads its own row range of the checkpoint (memory-mapped); returns the path of the
     initial student embeddings, ``{"fields": per-field reports, "summary": whole-projection
-    report}`` (see ``crossadapt.projection.ProjectionResult``) and the seconds taken.
+    report}`` (see ``crossadapt.projection.ProjectionResult``) and the seconds taken. A finished
+    projection of the same ``fingerprint`` in ``folder`` is reused (``fresh``: done again).
     """
+    folder = Path(folder)
+    path, report_path = folder / "student_init.pt", folder / PROJECTION_REPORT
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
+    elif fingerprint and path.is_file() and report_path.is_file():
+        done = json.loads(report_path.read_text())
+        if done.get("fingerprint") == fingerprint:
+            _say(f"projection: finished earlier with this fingerprint in {folder}: reused")
+            return str(path), {"fields": done["fields"], "summary": done.get("summary", {})}, done["seconds"]
     t0 = time.perf_counter()
     ranges = field_ranges(fm)
     rows = ranges[-1][2]
@@ -110,7 +170,7 @@ def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, ou
         # Actors write their rows straight into this file: no projected shard travels through Ray.
         result = project_distributed(teacher_ckpt, ranges, cfg.student.embed_dim, cfg.projection,
                                      sample_rows=cfg.projection.report_rows,
-                                     out_path=out_dir / "projection" / "student_table.npy")
+                                     out_path=folder / "student_table.npy")
     else:
         from crossadapt.projection import project_embedding_state
 
@@ -120,11 +180,12 @@ def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, ou
                                          cfg.projection, numeric=state.get("embedding.numeric"),
                                          sample_rows=cfg.projection.report_rows)
     seconds = time.perf_counter() - t0
-    path = out_dir / "projection" / "student_init.pt"
     with atomic.atomic_path(path) as tmp:
         torch.save({"table": result.table, "numeric": result.numeric}, tmp)
     report = {"fields": result.reports, "summary": result.summary}
-    atomic.write_json(out_dir / "projection" / "report.json", {"seconds": seconds, **report})
+    # Written last: a report with the fingerprint marks a finished projection.
+    atomic.write_json(report_path, {"fingerprint": fingerprint, "seconds": seconds,
+                                    "report_rows": cfg.projection.report_rows, **report})
     return str(path), report, seconds
 
 
@@ -155,29 +216,96 @@ def student_job(name: str, seed: int, cfg: ExperimentConfig, fm: FeatureMap, tea
     )
 
 
-def student_datasets(cfg: ExperimentConfig, fm: FeatureMap, methods: list[str], seeds: list[int]) -> dict:
-    """The datasets the student jobs name: the window, its validation tail and one sample per seed."""
+def student_datasets(cfg: ExperimentConfig, fm: FeatureMap, jobs: list[TrainJob]) -> dict:
+    """The datasets ``jobs`` name: the window, its validation tail and one sample per seed a sampled job uses."""
     periods = A.period_range(cfg.data.window_periods)
     window, valid = ray_data.window_split(cfg.data.root, periods, fm, cfg.data.valid_fraction)
     datasets = {"window": window, "valid": valid}
-    if any(get_method(m).sample for m in methods):
-        for seed in seeds:
-            datasets[f"sample{seed}"], _ = ray_data.window_split(
-                cfg.data.root, periods, fm, cfg.data.valid_fraction, r=cfg.distill.r, seed=seed,
-                mode=cfg.distill.sample_mode)
+    for seed in sorted({j.seed for j in jobs if j.train_key != "window"}):
+        datasets[f"sample{seed}"], _ = ray_data.window_split(
+            cfg.data.root, periods, fm, cfg.data.valid_fraction, r=cfg.distill.r, seed=seed,
+            mode=cfg.distill.sample_mode)
     return datasets
 
 
-def run_students(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str, init_path: str,
-                 projection_seconds: float, out_dir: Path, test: A.Arrays,
-                 methods: list[str] | None = None, seeds: list[int] | None = None) -> list[dict]:
-    """Train every (method, seed) student in one Ray Train run and evaluate each on the test period(s)."""
+@dataclass
+class OfflinePlan:
+    """Every offline stage's job or fingerprint, known before anything trains (they depend on inputs only).
+
+    Attributes:
+        code: the code fingerprint.
+        data: data fingerprints of the ``teacher``, ``window`` and ``test`` periods.
+        teacher: the teacher's job (``run_dir`` and ``fingerprint`` set).
+        projection: the projection's fingerprint; its folder is ``projection_dir``.
+    """
+
+    cfg: ExperimentConfig
+    fm: FeatureMap
+    out_dir: Path
+    code: str
+    data: dict[str, str]
+    teacher: TrainJob
+    projection: str
+
+    @property
+    def teacher_checkpoint(self) -> str:
+        return str(Path(self.teacher.run_dir) / "best.pt")
+
+    @property
+    def projection_dir(self) -> Path:
+        return self.out_dir / "projection" / F.short(self.projection)
+
+    @property
+    def init_path(self) -> str:
+        return str(self.projection_dir / "student_init.pt")
+
+    def student(self, method: str, seed: int) -> TrainJob:
+        """The job of student ``method`` with ``seed``, in ``students/<method>-seed<s>/<fingerprint>``."""
+        cfg, spec = self.cfg, get_method(method)
+        job = student_job(method, seed, cfg, self.fm, self.teacher_checkpoint, self.init_path, self.out_dir)
+        rows = {"rows": self.data["window"], "valid_fraction": cfg.data.valid_fraction,
+                "sample": {"r": cfg.distill.r, "mode": cfg.distill.sample_mode, "seed": seed} if spec.sample else None}
+        upstream = ({"teacher": self.teacher.fingerprint} if job.teacher_checkpoint else {}) | (
+            {"projection": self.projection} if job.init_embeddings else {})
+        fp = F.train_fingerprint(job, rows, cfg.resources.num_workers, self.code, upstream)
+        return replace(job, run_dir=str(self.out_dir / "students" / f"{method}-seed{seed}" / F.short(fp)),
+                       fingerprint=fp)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``fingerprints`` block of results.json."""
+        return {"code": self.code, "data": dict(self.data), "teacher": self.teacher.fingerprint,
+                "projection": self.projection}
+
+
+def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> OfflinePlan:
+    """The fingerprints and folders of every offline stage of ``cfg`` in ``out_dir`` (trains nothing; hashes
+    the parquet files of the teacher, window and test periods)."""
+    out_dir = Path(out_dir)
+    code = F.code_fingerprint()
+    fmd = fm.to_dict()
+    data = {k: F.data_fingerprint(cfg.data.root, fmd, A.period_range(span)) for k, span in
+            (("teacher", cfg.data.teacher_periods), ("window", cfg.data.window_periods),
+             ("test", cfg.data.test_periods))}
+    teacher = bound_history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, 0,
+                                {"rows": data["teacher"], "valid_fraction": cfg.data.valid_fraction})
+    projection = F.projection_fingerprint(teacher.fingerprint, cfg.student.embed_dim, cfg.projection, code)
+    return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection)
+
+
+def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
+                 test: A.Arrays, methods: list[str] | None = None, seeds: list[int] | None = None,
+                 fresh: bool = False) -> list[dict]:
+    """Train every (method, seed) student in one Ray Train run (finished ones of the same fingerprint
+    are reused) and evaluate each on the test period(s)."""
     methods = list(methods or cfg.methods)
     seeds = list(cfg.seeds if seeds is None else seeds)
     pairs = [(m, s) for s in seeds for m in methods]
-    jobs = [student_job(m, s, cfg, fm, teacher_ckpt, init_path, out_dir) for m, s in pairs]
-    outcomes = fit_many(jobs, student_datasets(cfg, fm, methods, seeds), cfg.resources, name="students",
-                        storage_dir=out_dir)
+    jobs = [plan.student(m, s) for m, s in pairs]
+    outcomes = fit_many(jobs, lambda pending: student_datasets(cfg, fm, pending), cfg.resources, name="students",
+                        storage_dir=plan.out_dir, fresh=fresh)
+    reused = [f"{m}-seed{s}" for (m, s), o in zip(pairs, outcomes) if o.reused]
+    if reused:
+        _say(f"students finished earlier with the same fingerprints, reused: {', '.join(reused)}")
     records = []
     for (name, seed), outcome in zip(pairs, outcomes):
         metrics = evaluate_student(outcome.best_checkpoint, fm, test, cfg.data.test_periods)
@@ -194,8 +322,38 @@ def run_students(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str, init_
             "epochs": len(outcome.history),
             "history": outcome.history,
             "checkpoint": outcome.best_checkpoint,
+            "fingerprint": outcome.fingerprint,
+            "test_data": plan.data["test"],
+            "reused": outcome.reused,
         })
     return records
+
+
+def merge_records(plan: OfflinePlan, new: list[dict], previous: list[dict]) -> list[dict]:
+    """``new`` records plus those of ``previous`` (an earlier results.json) for the (method, seed)
+    pairs not run now that the current config reproduces: same fingerprint, same test data. The
+    others are dropped with one message. Ordered by method (``cfg.methods`` first), then seed."""
+    ran = {(r["method"], r["seed"]) for r in new}
+    kept, dropped = [], []
+    for r in previous:
+        key = (r.get("method"), r.get("seed"))
+        if key in ran:
+            continue
+        current = r.get("method") in METHODS and isinstance(r.get("seed"), int) and \
+            r.get("fingerprint") == plan.student(*key).fingerprint and r.get("test_data") == plan.data["test"]
+        if current:  # "reused": not trained by the command that writes this results.json
+            kept.append({**r, "reused": True})
+        else:
+            dropped.append(r)
+    if dropped:
+        names = ", ".join(f"{r.get('method')}-seed{r.get('seed')}" for r in dropped)
+        _say(f"results.json: dropped {len(dropped)} earlier record(s) made with another config, data or code "
+             f"({names}); run those methods again to get them back")
+    if kept:
+        _say(f"results.json: kept {len(kept)} earlier record(s) that this config reproduces: "
+             + ", ".join(f"{r['method']}-seed{r['seed']}" for r in kept))
+    order = list(dict.fromkeys([*plan.cfg.methods, *(r["method"] for r in kept)]))
+    return sorted([*new, *kept], key=lambda r: (order.index(r["method"]), r["seed"]))
 
 
 SUMMARY_KEYS = ("seed", "auc", "logloss", "bias", "train_seconds", "wall_seconds", "samples")
@@ -211,11 +369,20 @@ def summarize(records: list[dict], keys: tuple[str, ...] = SUMMARY_KEYS) -> dict
     return out
 
 
-def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record: Callable[[dict], None] | None = None) -> dict:
-    """Teacher, projection and every configured method over every seed; returns the results blocks."""
+def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record: Callable[[dict], None] | None = None,
+                previous: dict | None = None, fresh: bool = False) -> dict:
+    """Teacher, projection and every configured method over every seed; returns the results blocks.
+
+    Stages finished earlier with the same fingerprint are reused (see the module docstring);
+    ``previous`` (an earlier results.json of ``out_dir``) contributes the records this config
+    reproduces. ``on_record`` sees each record of the methods run now.
+    """
     out_dir = Path(out_dir)
-    _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods {list(A.period_range(cfg.data.teacher_periods))}")
-    teacher = train_teacher(cfg, fm, out_dir)
+    previous = previous or {}
+    plan = plan_offline(cfg, fm, out_dir)
+    _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods "
+         f"{list(A.period_range(cfg.data.teacher_periods))} (fingerprint {F.short(plan.teacher.fingerprint)})")
+    teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher)
     check = judge_teacher(cfg, fm, teacher.best_checkpoint)  # a teacher no better than counting stops here
     test = test_arrays(cfg, fm)
     teacher_metrics = evaluate_checkpoint(teacher.best_checkpoint, fm, test)
@@ -225,32 +392,65 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     needs_projection = any(get_method(m).projection for m in cfg.methods)
     init_path, proj, proj_seconds = "", {"fields": {}, "summary": {}}, 0.0
     if needs_projection:
-        init_path, proj, proj_seconds = project_teacher(cfg, teacher.best_checkpoint, fm, out_dir)
-        s, cross = proj["summary"], proj["summary"]["cross_field_rel_error"]
+        init_path, proj, proj_seconds = project_teacher(cfg, teacher.best_checkpoint, fm, plan.projection_dir,
+                                                        plan.projection, fresh)
+        s, cross = proj["summary"], proj["summary"].get("cross_field_rel_error")
         _say(f"projection d={cfg.teacher.embed_dim} -> {cfg.student.embed_dim}: {len(proj['fields'])} tables in "
-             f"{proj_seconds:.2f} s ({s['method']}, basis {s['basis']}), inner-product error within fields "
-             f"{s['within_field_rel_error']:.2e}, across fields {'n/a' if cross is None else f'{cross:.2e}'}")
+             f"{proj_seconds:.2f} s ({s.get('method')}, basis {s.get('basis')}), inner-product error within fields "
+             f"{fmt(s.get('within_field_rel_error'), '.2e')}, across fields {fmt(cross, '.2e')}")
 
     _say(f"students: {len(cfg.methods)} methods x {len(cfg.seeds)} seeds in one Ray Train run")
-    records = run_students(cfg, fm, teacher.best_checkpoint, init_path, proj_seconds, out_dir, test)
-    for rec in records:
+    new = run_students(cfg, fm, plan, proj_seconds, test, fresh=fresh)
+    for rec in new:
         _say(f"{rec['method']} seed {rec['seed']}: test auc {fmt(rec['auc'])} logloss {rec['logloss']:.4f} "
-             f"bias {fmt(rec['bias'], '+.3f')} train {rec['train_seconds']:.1f} s")
+             f"bias {fmt(rec['bias'], '+.3f')} train {rec['train_seconds']:.1f} s" + (" (reused)" if rec["reused"] else ""))
         if on_record:
             on_record(rec)
+    records = merge_records(plan, new, previous.get("offline_records", []))
+    if not needs_projection and previous.get("fingerprints", {}).get("projection") == plan.projection and \
+            any(get_method(r["method"]).projection for r in records):
+        # kept records of projected methods came from this same projection: keep its report
+        init_path = previous.get("projection_init", "")
+        proj = {"fields": previous.get("projection", {}), "summary": previous.get("projection_summary", {})}
+        proj_seconds = previous.get("projection_seconds", 0.0)
+    methods = list(dict.fromkeys(r["method"] for r in records))
     return {
         "teacher": {**teacher_metrics, "train_seconds": teacher.train_seconds, "checkpoint": teacher.best_checkpoint,
-                    "history": teacher.history, "check": check},
+                    "history": teacher.history, "check": check, "fingerprint": teacher.fingerprint,
+                    "reused": teacher.reused},
         "offline": summarize(records),
         "offline_records": records,
-        "offline_checkpoints": {m: [r["checkpoint"] for r in records if r["method"] == m] for m in cfg.methods},
+        "offline_checkpoints": {m: [r["checkpoint"] for r in records if r["method"] == m] for m in methods},
         "projection": proj["fields"],
         "projection_summary": proj["summary"],
         "projection_seconds": proj_seconds,
+        "projection_init": init_path,
+        "fingerprints": plan.summary(),
         "config": to_dict(cfg),
     }
 
 
+def check_current(plan: OfflinePlan, results: dict, methods: tuple[str, ...] = ("crossadapt",)) -> None:
+    """ConfigError unless ``results`` (an earlier results.json) hold the teacher and the ``methods``'
+    students that ``plan``'s config gives: checkpoints of another config are never used silently."""
+    where = plan.out_dir / "results.json"
+    got = results.get("teacher", {}).get("fingerprint")
+    if got != plan.teacher.fingerprint:
+        raise ConfigError(f"{where}: its teacher was trained with another config, data or code (fingerprint "
+                          f"{F.short(got or 'none')}, this config gives {F.short(plan.teacher.fingerprint)}); "
+                          "run `crossadapt transfer` with this config first")
+    for m in methods:
+        recs = [r for r in results.get("offline_records", []) if r["method"] == m]
+        stale = [r["seed"] for r in recs if r.get("fingerprint") != plan.student(m, r["seed"]).fingerprint]
+        if not recs or stale:
+            raise ConfigError(f"{where}: no {m} student of this config (stale seeds: {stale}); run `crossadapt "
+                              f"transfer` with this config and {m} among the methods first")
+
+
 def student_checkpoint(results: dict, method: str, seed_index: int = 0) -> str:
     """Checkpoint path of ``method``'s student for the ``seed_index``-th seed in ``results``."""
-    return results["offline_checkpoints"][method][seed_index]
+    ckpts = results.get("offline_checkpoints", {}).get(method, [])
+    if seed_index >= len(ckpts):
+        raise ConfigError(f"results.json has no offline {method} student (seed #{seed_index}); the online stage "
+                          f"starts from it: run `crossadapt transfer` with {method} among the methods")
+    return ckpts[seed_index]

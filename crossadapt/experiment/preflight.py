@@ -67,6 +67,10 @@ def preflight(cfg: ExperimentConfig, request: Request, paths: bool = True) -> No
     later for a reason knowable now (see the module docstring); starts and writes nothing."""
     if request.command not in COMMANDS:
         raise ConfigError(f"preflight: unknown command {request.command!r}; one of {list(COMMANDS)}")
+    if cfg.data.source == "synthetic":
+        from crossadapt.data.synthetic_world import check_config
+
+        check_config(cfg.synthetic)  # the generator's own rules, named synthetic.<key>
     fm = _feature_map(cfg, request) if paths else None
     check_models(cfg, fm, request.models)
     check_methods(cfg, request)
@@ -100,10 +104,12 @@ def _shape_only(fm: FeatureMap) -> FeatureMap:
 
 
 def _stand_in(cfg: ExperimentConfig) -> FeatureMap:
-    """Fields to build the models on before the data exists: the synthetic generator's count, else
-    two categorical and one numeric field (enough for every model's own checks)."""
+    """Fields to build the models on before the data exists: the synthetic generator's, else two
+    categorical and one numeric field (enough for every model's own checks)."""
     if cfg.data.source == "synthetic":
-        return FeatureMap("stand-in", tuple(FieldSpec(f"f{i}", vocab_size=2) for i in range(cfg.synthetic.num_fields)))
+        syn = cfg.synthetic
+        return FeatureMap("stand-in", (*(FieldSpec(f"f{i}", vocab_size=2) for i in range(syn.num_fields)),
+                                       *(FieldSpec(f"n{i}", type="numeric") for i in range(syn.numeric_fields))))
     return FeatureMap("stand-in", (FieldSpec("a", vocab_size=2), FieldSpec("b", vocab_size=2),
                                    FieldSpec("x", type="numeric")))
 

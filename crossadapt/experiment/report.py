@@ -221,6 +221,30 @@ def write_report(results: dict, out_dir: str | Path) -> Path:
     online = results.get("online")
     if online:
         lines += _online_section(online, results.get("online_meta", {}), out)
+    lines += _provenance(results)
     path = out / "report.md"
     atomic.write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _provenance(results: dict) -> list[str]:
+    """What produced the figures above: the fingerprints of code, data and every stage."""
+    fps = results.get("fingerprints")
+    if not fps:
+        return []
+    short = lambda fp: f"`{fp[:16]}`" if fp else "-"  # noqa: E731
+    data = ", ".join(f"{k} {short(v)}" for k, v in fps.get("data", {}).items())
+    reused = " (reused)" if results.get("teacher", {}).get("reused") else ""
+    lines = ["## Provenance", "",
+             f"Code {short(fps.get('code'))}; data {data}; teacher {short(fps.get('teacher'))}{reused}; "
+             f"projection {short(fps.get('projection'))}.", "",
+             "| student | fingerprint | trained |", "|---|---|---|"]
+    for r in results.get("offline_records", []):
+        lines.append(f"| {r['method']}-seed{r['seed']} | {short(r.get('fingerprint'))} | "
+                     f"{'earlier (reused)' if r.get('reused') else 'this run'} |")
+    online = {m: b for m, b in results.get("online", {}).items() if isinstance(b, dict) and b.get("fingerprint")}
+    if online:
+        lines += ["", "Online blocks: " + ", ".join(f"{m} {short(b['fingerprint'])}" for m, b in online.items()) + "."]
+    lines += ["", "Fingerprints: sha256 of what determines each result (crossadapt/fingerprint.py); a stage is "
+              "reused only when its fingerprint matches.", ""]
+    return lines

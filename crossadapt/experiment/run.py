@@ -1,4 +1,9 @@
-"""One experiment end to end: data, offline stage, online stage, results.json and report.md."""
+"""One experiment end to end: data, offline stage, online stage, results.json and report.md.
+
+results.json is merged, never replaced: the blocks of methods not run now stay while the current
+config reproduces them (same fingerprints, see ``crossadapt.experiment.offline``), and are dropped
+with a message when not.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 from pathlib import Path
 
 from crossadapt import atomic, storage
+from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.errors import ConfigError
@@ -19,22 +25,41 @@ from crossadapt.ray_init import init_ray
 from crossadapt.tracking import Tracker
 
 
-def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", "online")) -> dict:
-    """Run the stages and write ``<out_dir>/results.json`` and ``report.md`` (atomically, after each stage)."""
+def read_results(out_dir: str | Path) -> dict:
+    """``<out_dir>/results.json``, or ``{}`` when there is none."""
+    path = Path(out_dir) / RESULTS_FILE
+    if not path.exists():
+        return {}
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e}); move it away to start this folder afresh") from None
+    return results if isinstance(results, dict) else {}
+
+
+def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", "online"), fresh: bool = False) -> dict:
+    """Run the stages and write ``<out_dir>/results.json`` and ``report.md`` (atomically, after each stage).
+
+    Stages finished earlier with the same fingerprints are reused; ``fresh`` trains them all again.
+    """
     from crossadapt.experiment.offline import run_offline
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "config.json", to_dict(cfg))
+    previous = read_results(out)
     init_ray()
     fm = prepare_data(cfg)
     results: dict = {"config": to_dict(cfg)}
     tracker = Tracker(cfg.tracking, out)
     if "offline" in stages:
-        results.update(run_offline(cfg, fm, out))
-        _add_paired_tests(cfg, fm, results)
+        trained: list[dict] = []  # W&B gets the runs trained now; reused ones were sent when they trained
+        results.update(run_offline(cfg, fm, out, on_record=lambda r: trained.append(r) if not r["reused"] else None,
+                                   previous=previous, fresh=fresh))
+        _add_paired_tests(cfg, fm, results)  # over the merged records: kept ones keep their saved scores
+        _keep_online(cfg, fm, results, previous)
         atomic.write_json(out / RESULTS_FILE, results)
-        track_offline(tracker, cfg, results)
+        track_offline(tracker, cfg, results, records=trained, with_teacher=not results["teacher"]["reused"])
     if "online" in stages:
         _add_online(cfg, fm, results, results["teacher"]["checkpoint"], _crossadapt_students(results, cfg.seeds),
                     tracker)
@@ -56,17 +81,21 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
 
     Its blocks are merged into ``<out_dir>/results.json`` (kept when it exists) and the report.
     """
+    from crossadapt.experiment.offline import check_current, plan_offline
+
     out = Path(cfg.out_dir)
     path = out / RESULTS_FILE
-    results: dict = json.loads(path.read_text()) if path.exists() else {"config": to_dict(cfg)}
+    results: dict = read_results(out) or {"config": to_dict(cfg)}
+    if (not teacher_ckpt or not student_ckpt) and "offline_checkpoints" not in results:
+        raise ConfigError(f"{path}: no offline results to take checkpoints from; pass --teacher and --student "
+                          "or run `crossadapt transfer` first")
+    fm = prepare_data(cfg)
     if not teacher_ckpt or not student_ckpt:
-        if "offline_checkpoints" not in results:
-            raise ConfigError(f"{path}: no offline results to take checkpoints from; pass --teacher and --student "
-                              "or run `crossadapt transfer` first")
+        # only the checkpoints this config would produce: never those of another config, silently
+        check_current(plan_offline(cfg, fm, out), results, ("crossadapt",) if not student_ckpt else ())
         teacher_ckpt = teacher_ckpt or results["teacher"]["checkpoint"]
     # One given student starts every seed's streams; otherwise each seed starts from its own.
     students = {s: student_ckpt for s in cfg.seeds} if student_ckpt else _crossadapt_students(results, cfg.seeds)
-    fm = prepare_data(cfg)
     # Before Ray or any actor starts: a checkpoint that does not fit the data or the config is named here.
     load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
     for ckpt in dict.fromkeys(students.values()):
@@ -85,9 +114,8 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
     from crossadapt.online.coordinator import drift_periods, drift_trace_of, run_online
 
     trace = drift_trace_of(cfg, fm)
-    blocks = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace)
-    online = results.get("online") if isinstance(results.get("online"), dict) else {}
-    results["online"] = {**online, **blocks}
+    new = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace)
+    results["online"] = merge_online(cfg, fm, results.get("online", {}), new, teacher_ckpt, students)
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
                               "student_checkpoints": {str(s): p for s, p in students.items()},
                               "stream_periods": list(cfg.data.stream_periods),
@@ -95,7 +123,46 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
                               "theta_low": cfg.online.theta_low, "theta_high": cfg.online.theta_high,
                               "drift_trace": trace.pooled()}
     atomic.write_json(Path(cfg.out_dir) / RESULTS_FILE, results)
-    track_online(tracker, cfg, results)
+    track_online(tracker, cfg, {**results, "online": new})  # the kept blocks were sent when they ran
+
+
+def online_fingerprints(cfg: ExperimentConfig, fm, methods, teacher_ckpt: str,
+                        students: dict[int, str]) -> dict[str, str]:
+    """The fingerprint of each online method's block: its settings, seeds, stream and the checkpoints it starts
+    from (the teacher and each seed's student)."""
+    periods = sorted({*A.period_range(cfg.data.window_periods), *A.period_range(cfg.data.stream_periods)})
+    data = F.data_fingerprint(cfg.data.root, fm.to_dict(), periods)
+    teacher = F.checkpoint_identity(teacher_ckpt)
+    student = {str(s): F.checkpoint_identity(p) for s, p in sorted(students.items())}
+    return {m: F.online_fingerprint(cfg.online, m, sorted(students), teacher, student, data, F.code_fingerprint())
+            for m in methods}
+
+
+def merge_online(cfg: ExperimentConfig, fm, old: dict, new: dict, teacher_ckpt: str, students: dict[int, str]) -> dict:
+    """The online blocks ``new`` (run now) over the blocks of ``old`` that this config and these checkpoints
+    reproduce (same fingerprint); the others are dropped with one message. Each block keeps its fingerprint."""
+    fps = online_fingerprints(cfg, fm, [*new, *old], teacher_ckpt, students)
+    kept = {m: b for m, b in old.items() if m not in new and isinstance(b, dict) and b.get("fingerprint") == fps[m]}
+    dropped = sorted(set(old) - set(new) - set(kept))
+    if dropped:
+        print(f"[crossadapt] results.json: dropped the earlier online block(s) {dropped}: made with another "
+              "config, data, code or starting checkpoints; run those online methods again to get them back", flush=True)
+    return {**kept, **{m: {**b, "fingerprint": fps[m]} for m, b in new.items()}}
+
+
+def _keep_online(cfg: ExperimentConfig, fm, results: dict, previous: dict) -> None:
+    """After an offline run: the earlier online blocks that still start from this run's checkpoints."""
+    old = previous.get("online")
+    if not old or "crossadapt" not in results.get("offline_checkpoints", {}):
+        return
+    try:
+        students = _crossadapt_students(results, cfg.seeds)
+    except ConfigError:  # some seed has no crossadapt student now: no earlier block starts from these
+        return
+    online = merge_online(cfg, fm, old, {}, results["teacher"]["checkpoint"], students)
+    if online:
+        results["online"] = online
+        results["online_meta"] = previous.get("online_meta", {})
 
 
 def _add_paired_tests(cfg: ExperimentConfig, fm, results: dict) -> None:

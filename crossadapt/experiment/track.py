@@ -14,17 +14,24 @@ from crossadapt.tracking import Tracker
 _FINAL = ("auc", "logloss", "bias", "train_seconds", "wall_seconds", "samples", "best_valid_auc", "epochs")
 
 
-def track_offline(tracker: Tracker, cfg: ExperimentConfig, results: dict[str, Any]) -> None:
-    """The teacher run and one run per (method, seed) with its epoch history and test figures."""
+def track_offline(tracker: Tracker, cfg: ExperimentConfig, results: dict[str, Any],
+                  records: list[dict[str, Any]] | None = None, with_teacher: bool = True) -> None:
+    """The teacher run and one run per (method, seed) with its epoch history and test figures.
+
+    ``records`` (default: all of ``results``) and ``with_teacher`` limit it to what a run trained
+    itself: stages reused from an earlier run were sent when they trained.
+    """
     base = to_dict(cfg)
     teacher = results.get("teacher")
-    if teacher:
-        with tracker.run("teacher", "teacher", {**base, "stage": "offline", "model": base["teacher"]}) as run:
+    if teacher and with_teacher:
+        with tracker.run("teacher", "teacher", {**base, "stage": "offline", "model": base["teacher"],
+                                                "fingerprint": teacher.get("fingerprint", "")}) as run:
             for i, h in enumerate(teacher.get("history", [])):
                 run.log(h, step=i)
             run.summary({k: teacher[k] for k in ("auc", "logloss", "bias", "train_seconds") if k in teacher})
-    for rec in results.get("offline_records", []):
-        cfg_run = {**base, "stage": "offline", "method": rec["method"], "seed": rec["seed"]}
+    for rec in results.get("offline_records", []) if records is None else records:
+        cfg_run = {**base, "stage": "offline", "method": rec["method"], "seed": rec["seed"],
+                   "fingerprint": rec.get("fingerprint", "")}
         with tracker.run(f"{rec['method']}-seed{rec['seed']}", rec["method"], cfg_run) as run:
             for i, h in enumerate(rec.get("history", [])):
                 run.log(h, step=i)

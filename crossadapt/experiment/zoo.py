@@ -20,7 +20,14 @@ import numpy as np
 from crossadapt import atomic
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
-from crossadapt.experiment.offline import evaluate_checkpoint, history_datasets, history_job, summarize, test_arrays
+from crossadapt.experiment.offline import (
+    bound_history_job,
+    evaluate_checkpoint,
+    history_data,
+    history_datasets,
+    summarize,
+    test_arrays,
+)
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import auc as exact_auc
 from crossadapt.metrics import mean_std
@@ -58,13 +65,20 @@ def bayes_auc(cfg: ExperimentConfig) -> float | None:
     return float(exact_auc(np.concatenate(ys), np.concatenate(ps)))
 
 
-def run_zoo(cfg: ExperimentConfig, fm: FeatureMap, models: list[str], seeds: list[int]) -> dict[str, Any]:
-    """Train every model with every seed; returns (and writes ``<out>/zoo.json`` and ``zoo.md``) the results."""
+def run_zoo(cfg: ExperimentConfig, fm: FeatureMap, models: list[str], seeds: list[int],
+            fresh: bool = False) -> dict[str, Any]:
+    """Train every model with every seed; returns (and writes ``<out>/zoo.json`` and ``zoo.md``) the results.
+
+    Each (model, seed) trains in ``<out>/zoo/<model>-seed<s>/<fingerprint>``; one finished there
+    with the same fingerprint is reused (``fresh``: all trained again).
+    """
     out = Path(cfg.out_dir)
-    train, valid = history_datasets(cfg, fm)
+    data = history_data(cfg, fm)
     pairs = [(m, s) for s in seeds for m in models]
-    jobs = [history_job(cfg, fm, f"{m}-seed{s}", out / "zoo" / f"{m}-seed{s}", model_config(m), s) for m, s in pairs]
-    outcomes = fit_many(jobs, {"train": train, "valid": valid}, cfg.resources, name="zoo", storage_dir=out)
+    jobs = [bound_history_job(cfg, fm, f"{m}-seed{s}", out / "zoo" / f"{m}-seed{s}", model_config(m), s, data)
+            for m, s in pairs]
+    outcomes = fit_many(jobs, lambda _: dict(zip(("train", "valid"), history_datasets(cfg, fm))), cfg.resources,
+                        name="zoo", storage_dir=out, fresh=fresh)
     test = test_arrays(cfg, fm)
     records = [{"method": m, "seed": s, **evaluate_checkpoint(o.best_checkpoint, fm, test),
                 "train_seconds": o.train_seconds} for (m, s), o in zip(pairs, outcomes)]
@@ -72,7 +86,8 @@ def run_zoo(cfg: ExperimentConfig, fm: FeatureMap, models: list[str], seeds: lis
     result = {"models": per, "model_configs": {m: to_dict(model_config(m)) for m in models},
               "bayes_auc": bayes_auc(cfg), "test_rows": A.num_rows(test),
               "train_periods": list(cfg.data.teacher_periods), "test_periods": list(cfg.data.test_periods),
-              "data_root": cfg.data.root}
+              "data_root": cfg.data.root,
+              "fingerprints": {f"{m}-seed{s}": o.fingerprint for (m, s), o in zip(pairs, outcomes)}}
     atomic.write_json(out / "zoo.json", result)
     atomic.write_text(out / "zoo.md", zoo_table(result))
     return result

@@ -59,6 +59,9 @@ class TrainJob:
     train_key: str = "train"
     valid_key: str = "valid"
     checkpoint_interval_s: float = 30.0  # 0: a resumable checkpoint after every epoch
+    # What produced the job's result (crossadapt.fingerprint), set by the driver: written into its
+    # outcome, best checkpoint and resumable checkpoints; never part of its own digest.
+    fingerprint: str = ""
 
 
 def to_tensors(a: Arrays, device: torch.device | str = "cpu") -> Tensors:

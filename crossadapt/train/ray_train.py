@@ -5,6 +5,12 @@ when there is one) and iterates it with a fresh permutation per epoch. The froze
 for that shard are computed once, in the same worker, in inference mode. Rank 0 evaluates the whole
 validation split each epoch (exact AUC), decides early stopping for everyone, keeps the best model
 as ``<run_dir>/best.pt`` and reports a resumable checkpoint each epoch.
+
+Runs are bound to their jobs' fingerprints (``TrainJob.fingerprint``, see ``crossadapt.fingerprint``):
+a job whose run folder holds an ``outcome.json`` of the same fingerprint is finished and is not
+trained again; Ray Train's storage is named by the fingerprints of the run's jobs, so an interrupted
+run of the same jobs resumes from its last checkpoint, and any other run starts afresh. The storage
+is deleted once every outcome is on disk: Ray Train's checkpoints exist only to resume.
 """
 
 from __future__ import annotations
@@ -12,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Mapping
 
 import ray
 import ray.train
@@ -27,6 +35,7 @@ from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from crossadapt import atomic, faults
+from crossadapt import fingerprint as F
 from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
 from crossadapt.featuremap import FeatureMap
@@ -36,6 +45,7 @@ from crossadapt.train import engine
 from crossadapt.train.engine import TrainJob
 
 STATE_FILE = "state.pt"
+OUTCOME_FILE = "outcome.json"
 
 
 @dataclass
@@ -48,6 +58,21 @@ class TrainOutcome:
     train_seconds: float
     wall_seconds: float
     samples_seen: int
+    fingerprint: str = ""
+    reused: bool = False  # finished by an earlier run with the same fingerprint: not trained again
+
+
+def read_outcome(run_dir: str | Path, fingerprint: str) -> dict | None:
+    """The outcome of a finished job in ``run_dir`` when it has this ``fingerprint`` and its best
+    checkpoint is there; None otherwise (not run, interrupted, or made by another job)."""
+    path = Path(run_dir) / OUTCOME_FILE
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(out, dict) or out.get("fingerprint") != fingerprint:
+        return None
+    return out if Path(out.get("best_checkpoint", "")).is_file() else None
 
 
 def _world() -> tuple[int, int]:
@@ -98,17 +123,21 @@ def train_loop_per_worker(config: dict) -> None:
 
     saved = None
     ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:  # resume after a worker failure
+    if ckpt is not None:  # resume after a worker failure, or a rerun of an interrupted run of these jobs
         with ckpt.as_directory() as d:
             saved = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
-        if rank == 0:
-            print(f"[{jobs[saved['job_index']].name}] resumed at phase {saved['state']['phase']} "
-                  f"epoch {saved['state']['epoch']}", flush=True)
-    start = saved["job_index"] if saved else 0
-    for i in range(start, len(jobs)):
-        job = jobs[i]
+    coll = _collective(rank, world, device)
+    for job in jobs:
+        # rank 0's run folder decides for every rank (the others may sit on nodes without that disk)
+        if coll.broadcast(rank == 0 and read_outcome(job.run_dir, job.fingerprint) is not None):
+            continue  # finished before a worker failure: not trained twice
+        resume = saved if saved and (saved.get("run_dir"), saved.get("fingerprint")) == (
+            job.run_dir, job.fingerprint) else None
+        if resume and rank == 0:
+            print(f"[{job.name}] resumed at phase {resume['state']['phase']} epoch {resume['state']['epoch']}",
+                  flush=True)
         valid = data(job.valid_key) if rank == 0 and job.valid_key in config["valid_keys"] else None
-        _run_job(job, i, data(job.train_key), valid, rank, world, device, saved if i == start else None)
+        _run_job(job, data(job.train_key), valid, rank, world, device, resume)
 
 
 def _collective(rank: int, world: int, device: torch.device) -> engine.Collective:
@@ -126,7 +155,6 @@ def _collective(rank: int, world: int, device: torch.device) -> engine.Collectiv
 
 def _run_job(
     job: TrainJob,
-    job_index: int,
     train: engine.Tensors,
     valid: engine.Tensors | None,
     rank: int,
@@ -150,14 +178,15 @@ def _run_job(
     def on_epoch(record: dict, state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
                  improved: bool, done: bool) -> None:
         if improved:
-            save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name, **record})
+            save_checkpoint(run_dir / "best.pt", model, job.model, fm,
+                            {"job": job.name, "fingerprint": job.fingerprint, **record})
         if rank == 0:  # where a long run is, and which process runs it (to watch it, or kill it in tests)
             atomic.write_json(run_dir / "progress.json", {"pid": os.getpid(), "job": job.name, "phase": state["phase"],
                                                         "epoch": state["epoch"], "samples": state["samples"],
                                                         "done": done, "resumed_from": resumed_from})
         # Every rank must report at the same epochs: rank 0's clock decides.
         if coll.broadcast(done or time.perf_counter() - last_ckpt[0] >= job.checkpoint_interval_s):
-            _report(model, opt, state, record, rank, job_index)  # Ray Train sees checkpoints only
+            _report(model, opt, state, record, rank, job)  # Ray Train sees checkpoints only
             last_ckpt[0] = time.perf_counter()
         # a fault test may hold this rank here, after the epoch and its report, to kill it
         faults.pause_point(run_dir, rank=rank, phase=record["phase"], epoch=record["epoch"])
@@ -165,8 +194,11 @@ def _run_job(
     state = engine.run_phases(model, job, train, valid, teacher_logits, coll, saved, on_epoch)
     if rank == 0:
         if valid is None:  # no validation split: the last model is the one we keep
-            save_checkpoint(run_dir / "best.pt", model, job.model, fm, {"job": job.name})
-        atomic.write_json(run_dir / "outcome.json", {
+            save_checkpoint(run_dir / "best.pt", model, job.model, fm,
+                            {"job": job.name, "fingerprint": job.fingerprint})
+        atomic.write_json(run_dir / OUTCOME_FILE, {
+            "fingerprint": job.fingerprint,
+            "world_size": world,
             "best_checkpoint": str(run_dir / "best.pt"),
             "best_valid_auc": state["best_auc"],
             "history": state["history"],
@@ -177,7 +209,7 @@ def _run_job(
 
 
 def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, record: dict, rank: int,
-            job_index: int) -> None:
+            job: TrainJob) -> None:
     """Report from every rank (a collective call); rank 0 attaches a resumable checkpoint.
 
     Each report blocks until the Train controller polls it (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``,
@@ -188,8 +220,8 @@ def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, rec
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save({"job_index": job_index, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "state": state},
+        torch.save({"run_dir": job.run_dir, "fingerprint": job.fingerprint, "model": model.state_dict(),
+                    "optimizer": opt.state_dict(), "state": state},
                    os.path.join(d, STATE_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
@@ -210,16 +242,23 @@ def worker_cpus(resources: ResourcesConfig) -> float:
     return want
 
 
+Datasets = Mapping[str, "ray.data.Dataset | None"]
+
+
 def fit(
     job: TrainJob,
     train_ds: ray.data.Dataset,
     valid_ds: ray.data.Dataset | None,
     resources: ResourcesConfig,
+    storage_dir: str | Path | None = None,
+    fresh: bool = False,
+    keep_storage: bool = False,
 ) -> TrainOutcome:
-    """Run one ``job`` on Ray Train and return its outcome."""
+    """Run one ``job`` on Ray Train and return its outcome (see ``fit_many``)."""
     job = replace(job, train_key="train", valid_key="valid")
     datasets = {"train": train_ds} | ({"valid": valid_ds} if valid_ds is not None else {})
-    return fit_many([job], datasets, resources, name=job.name)[0]
+    return fit_many([job], datasets, resources, name=job.name, storage_dir=storage_dir, fresh=fresh,
+                    keep_storage=keep_storage)[0]
 
 
 @contextlib.contextmanager
@@ -239,26 +278,75 @@ def _caller_sigint():
 
 def fit_many(
     jobs: list[TrainJob],
-    datasets: dict[str, ray.data.Dataset | None],
+    datasets: Datasets | Callable[[list[TrainJob]], Datasets],
     resources: ResourcesConfig,
     name: str = "sweep",
     storage_dir: str | Path | None = None,
+    fresh: bool = False,
+    keep_storage: bool = False,
 ) -> list[TrainOutcome]:
     """Run ``jobs`` one after another in one Ray Train worker group; outcomes in job order.
 
-    ``datasets`` maps the names jobs use (``train_key``/``valid_key``) to datasets; training sets
-    are split across workers, validation sets are read whole by rank 0. Each outcome is read from
-    the job's run folder (Train V2 keeps no metrics without a checkpoint in ``Result``).
+    ``datasets`` maps the names jobs use (``train_key``/``valid_key``) to datasets, or is a function
+    of the jobs still to train returning that map (called only when some are). Training sets are
+    split across workers, validation sets are read whole by rank 0. Each outcome is read from the
+    job's run folder (Train V2 keeps no metrics without a checkpoint in ``Result``).
+
+    Binding (see the module docstring): a job whose run folder holds its finished outcome (same
+    ``fingerprint``) is reused, not trained; the others run under Ray Train storage
+    ``<storage_dir>/ray_storage/<name>-<digest of the jobs' fingerprints>``, resumed when an
+    interrupted run of the same jobs left it. A job without a fingerprint gets one of the job
+    alone (its data cannot be known here). ``fresh`` trains every job from the start: their run
+    folders and this run's storage are emptied first. ``keep_storage`` keeps Ray Train's
+    checkpoints after success (to inspect them).
     """
-    jobs = [replace(j, run_dir=str(Path(j.run_dir).resolve())) for j in jobs]
+    code = F.code_fingerprint()
+    jobs = [replace(j, run_dir=str(Path(j.run_dir).resolve()),
+                    fingerprint=j.fingerprint or F.train_fingerprint(j, {}, resources.num_workers, code))
+            for j in jobs]
+    storage = Path(storage_dir or Path(jobs[0].run_dir).parent).resolve() / "ray_storage"
+    run_name = f"{name}-{F.short(F.digest([[j.name, j.fingerprint] for j in jobs]))}"
+    if fresh:
+        shutil.rmtree(storage / run_name, ignore_errors=True)
+        for j in jobs:
+            shutil.rmtree(j.run_dir, ignore_errors=True)
+    pending = [j for j in jobs if read_outcome(j.run_dir, j.fingerprint) is None]
+    wall = 0.0
+    if pending:
+        wall = _train(pending, dict(datasets(pending) if callable(datasets) else datasets), resources,
+                      storage, run_name)
+        for j in pending:  # the shared start-up split evenly, kept with the outcome for later reuse
+            path = Path(j.run_dir) / OUTCOME_FILE
+            atomic.write_json(path, {**json.loads(path.read_text()), "wall_seconds": wall / len(pending)})
+        if not keep_storage:
+            shutil.rmtree(storage / run_name, ignore_errors=True)
+    outcomes = []
+    for j in jobs:
+        out = read_outcome(j.run_dir, j.fingerprint)
+        if out is None:
+            raise RuntimeError(f"{j.run_dir}: Ray Train finished but left no {OUTCOME_FILE} for job {j.name}")
+        outcomes.append(TrainOutcome(
+            best_checkpoint=out["best_checkpoint"],
+            best_valid_auc=out["best_valid_auc"],
+            history=out["history"],
+            train_seconds=out["train_seconds"],
+            wall_seconds=out.get("wall_seconds", 0.0),
+            samples_seen=out["samples_seen"],
+            fingerprint=j.fingerprint,
+            reused=j not in pending,
+        ))
+    return outcomes
+
+
+def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, storage: Path, run_name: str) -> float:
+    """One Ray Train run of ``jobs`` under ``storage/run_name``; returns its wall seconds."""
     for j in jobs:
         Path(j.run_dir).mkdir(parents=True, exist_ok=True)
     datasets = {k: v for k, v in datasets.items() if v is not None}
     train_keys = sorted({j.train_key for j in jobs})
-    missing = sorted({j.train_key for j in jobs} - set(datasets))
+    missing = sorted(set(train_keys) - set(datasets))
     if missing:
         raise ValueError(f"jobs name datasets {missing} that were not given")
-    storage = Path(storage_dir or Path(jobs[0].run_dir).parent).resolve() / "ray_storage"
     use_gpu = resolve_use_gpu(resources)
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -270,7 +358,7 @@ def fit_many(
             resources_per_worker=None if use_gpu else {"CPU": worker_cpus(resources)},
         ),
         run_config=RunConfig(
-            name=name,
+            name=run_name,
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=resources.max_failures),  # resume from the last epoch checkpoint
             checkpoint_config=CheckpointConfig(num_to_keep=2),
@@ -281,16 +369,4 @@ def fit_many(
     t0 = time.perf_counter()
     with _caller_sigint():
         trainer.fit()
-    wall = time.perf_counter() - t0
-    outcomes = []
-    for j in jobs:
-        out = json.loads((Path(j.run_dir) / "outcome.json").read_text())
-        outcomes.append(TrainOutcome(
-            best_checkpoint=out["best_checkpoint"],
-            best_valid_auc=out["best_valid_auc"],
-            history=out["history"],
-            train_seconds=out["train_seconds"],
-            wall_seconds=wall / len(jobs),  # the shared start-up split evenly
-            samples_seen=out["samples_seen"],
-        ))
-    return outcomes
+    return time.perf_counter() - t0

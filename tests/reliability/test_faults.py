@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -113,6 +114,65 @@ def test_killed_train_worker_resumes_from_its_last_checkpoint(ray_session, tmp_p
     auc = [engine.evaluate(load_checkpoint(o.best_checkpoint).model, test)["auc"] for o in (clean, faulty)]
     assert auc[1] == auc[0]
     assert auc[0] > 0.6
+
+
+def test_interrupted_fit_resumes_on_rerun_and_a_changed_job_starts_afresh(ray_session, tmp_path):
+    """Across commands: a run stopped by a failure (max_failures=0) resumes when the same job runs
+    again; a job with another fingerprint never takes its checkpoint."""
+    import torch
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    EPOCHS = 20  # tiny epochs (~0.1 s): enough of them for Ray Train's controller to register a checkpoint
+
+    root = tmp_path / "data"
+    generate(SyntheticConfig(num_fields=4, vocab_size=100, rows_per_period=3000, num_periods=2, drift_periods=(1,),
+                             seed=2), root)
+    fm = FeatureMap.load(root)
+    resources = ResourcesConfig(num_workers=1, cpus_per_worker=1.0, max_failures=0, checkpoint_interval_s=0)
+    job = TrainJob(name="job", run_dir=str(tmp_path / "run"), model=ModelConfig(name="dnn", embed_dim=8,
+                   hidden_units=(16,)), feature_map=fm.to_dict(), phases=(Phase(EPOCHS, 3e-3),), batch_size=128,
+                   patience=EPOCHS, seed=0, checkpoint_interval_s=0)  # no early stop: every epoch runs
+    train, valid = ray_data.window_split(root, [0, 1], fm, valid_fraction=0.1)
+
+    def registered() -> bool:  # Ray Train's controller has taken a checkpoint it would resume from
+        for snap in (tmp_path / "ray_storage").glob(f"job-*/{CHECKPOINT_MANAGER_SNAPSHOT_FILENAME}"):
+            try:
+                return json.loads(snap.read_text()).get("latest_checkpoint_result") is not None
+            except (OSError, ValueError):
+                return False
+        return False
+
+    killed = []
+
+    def after_three_epochs(progress: dict) -> bool:
+        if progress["phase"] == 0 and progress["epoch"] >= 3 and registered():
+            killed.append(progress["epoch"])
+        return bool(killed)
+
+    killer = _kill_when(Path(job.run_dir) / "progress.json", after_three_epochs)
+    with pytest.raises(Exception):  # no retry left: the command fails
+        fit(job, train, valid, resources)
+    killer.join(timeout=1)
+    assert killed, "the worker was never killed"
+    [interrupted] = (tmp_path / "ray_storage").glob("job-*")
+    # Where Ray Train will resume: the latest checkpoint its controller registered (newer ones on
+    # disk may not have been registered when the kill came; epochs here take well under its poll).
+    snapshot = json.loads((interrupted / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
+    latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    saved = torch.load(interrupted / latest / "state.pt", weights_only=True)["state"]["history"]
+    assert 1 <= len(saved) < EPOCHS
+
+    other = fit(dataclasses.replace(job, run_dir=str(tmp_path / "other"), phases=(Phase(EPOCHS, 2e-3),)), train, valid,
+                resources)
+    assert len(other.history) == EPOCHS and other.history[0] != saved[0]  # trained from its start
+    assert interrupted.is_dir()  # the interrupted run's checkpoints were left alone
+
+    resumed = fit(job, train, valid, resources)
+    assert [h["epoch"] for h in resumed.history] == list(range(EPOCHS))
+    assert resumed.history[: len(saved)] == saved  # the epochs before the checkpoint were not run again (same timings)
+    assert not resumed.reused and not interrupted.exists()  # finished: its resume point is gone
+    again = fit(job, train, valid, resources)
+    assert again.reused and again.history == resumed.history  # finished: reused, not retrained
 
 
 @pytest.mark.parametrize("victim", ["student", "teacher"])

@@ -1,5 +1,10 @@
 """Raw log converters: Criteo, Avazu and KDD12 Track 2 to encoded parquet (no Ray).
 
+Files: ``base`` (the converter interface and column parsers), one file per format (``criteo``,
+``avazu``, ``kdd12``), ``reader`` (streaming ``pyarrow.csv`` in parallel, skipped-line counts),
+``vocab`` (counts, vocabularies, token -> id), ``writer`` (periods, atomic publishing) and
+``conversion`` (the two passes).
+
 Example:
     >>> from crossadapt.data.converters import convert
     >>> summary = convert("criteo", "train.txt", "runs/criteo/data", num_periods=16)  # doctest: +SKIP
@@ -16,19 +21,12 @@ from __future__ import annotations
 import os
 
 from crossadapt.data.converters.avazu import AvazuConverter
-from crossadapt.data.converters.base import (
-    DEFAULT_CHUNK_ROWS,
-    BadLine,
-    ConvertSummary,
-    Layout,
-    RawConverter,
-    Row,
-    build_vocab,
-    period_bounds,
-    run_conversion,
-)
+from crossadapt.data.converters.base import BadLine, Layout, ParsedBatch, RawConverter
+from crossadapt.data.converters.conversion import DEFAULT_CHUNK_ROWS, ConvertSummary, run_conversion
 from crossadapt.data.converters.criteo import CriteoConverter, int_token, log_square_bucket
 from crossadapt.data.converters.kdd12 import KDD12Converter
+from crossadapt.data.converters.vocab import build_vocab
+from crossadapt.data.converters.writer import period_bounds
 from crossadapt.errors import ConfigError
 
 #: Source name -> converter class (a fresh instance is made per conversion).
@@ -104,8 +102,8 @@ __all__ = [
     "CriteoConverter",
     "KDD12Converter",
     "Layout",
+    "ParsedBatch",
     "RawConverter",
-    "Row",
     "build_vocab",
     "convert",
     "int_token",

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
 
 from crossadapt.data.converters.base import (
     BAD_TIMESTAMP,
     BadLine,
     Layout,
+    ParsedBatch,
     RawConverter,
-    Row,
+    RowFaults,
     detect_delimiter,
+    empty_as_missing,
+    int_column,
     parse_binary_label,
 )
 from crossadapt.errors import DataError
@@ -49,10 +56,6 @@ class AvazuConverter(RawConverter):
     label_definition = "click column (0/1) as given"
     time_definition = "hour (YYMMDDHH, UTC) as hours since 1970-01-01; default period = day (ts // 24)"
 
-    def __init__(self) -> None:
-        # A day has 24 distinct hour strings, so caching the parse saves a datetime per row.
-        self._hour_cache: dict[str, int] = {}
-
     def detect_layout(self, first_line: str, delimiter: str | None, path: Path) -> Layout:
         """Comma (or tab) separated; the header must name ``click`` and ``hour``."""
         delim = detect_delimiter(first_line, delimiter, (",", "\t"), path)
@@ -76,17 +79,14 @@ class AvazuConverter(RawConverter):
             field_columns=tuple(keep),
         )
 
-    def parse(self, parts: list[str], layout: Layout) -> Row:
+    def parse(self, columns: Sequence[pa.Array], layout: Layout) -> ParsedBatch:
         """Label from ``click``, ts and day from ``hour``, one token per other column."""
         cols = layout.columns
-        label = parse_binary_label(parts[cols[LABEL_COLUMN]])
-        hour = parts[cols[HOUR_COLUMN]]
-        ts = self._hour_cache.get(hour)
-        if ts is None:
-            ts = hour_to_ts(hour)
-            self._hour_cache[hour] = ts
-        tokens = [parts[i] or None for i in layout.field_columns]
-        return Row(label, tokens, ts=ts, group=ts // 24)
+        faults = RowFaults(len(columns[0]))
+        label = int_column(columns[cols[LABEL_COLUMN]], parse_binary_label, faults, np.int8)
+        ts = int_column(columns[cols[HOUR_COLUMN]], hour_to_ts, faults)  # a day has 24 distinct hours
+        tokens = [empty_as_missing(columns[i]) for i in layout.field_columns]
+        return ParsedBatch(label, tokens, faults, ts=ts, group=ts // 24)
 
     def group_label(self, group: int) -> str:
         """The day as ``YYYY-MM-DD``."""

@@ -13,15 +13,23 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
 
 from crossadapt.data.converters.base import (
     BAD_INTEGER,
     BadLine,
     Layout,
+    ParsedBatch,
     RawConverter,
-    Row,
+    RowFaults,
+    empty_as_missing,
     fixed_layout,
+    int_column,
     parse_binary_label,
+    token_column,
 )
 
 INT_FIELDS: tuple[str, ...] = tuple(f"I{i}" for i in range(1, 14))
@@ -67,9 +75,9 @@ def int_token(raw: str) -> str | None:
     return str(math.floor(x))  # math.floor gives an int: "-1", not "-1.0"
 
 
-# Most integer values repeat (small counts dominate), so caching the float/log work pays; failures
-# raise and are not cached.
-_cached_int_token = lru_cache(maxsize=1 << 16)(int_token)
+# Integer values repeat from block to block (small counts dominate), so caching the float/log work
+# pays; failures raise and are not cached.
+_cached_int_token = lru_cache(maxsize=1 << 18)(int_token)
 
 
 class CriteoConverter(RawConverter):
@@ -83,9 +91,10 @@ class CriteoConverter(RawConverter):
         return fixed_layout(first_line, delimiter, path, COLUMNS, INT_FIELDS + CAT_FIELDS,
                             (INT_ENCODER,) * len(INT_FIELDS) + (CAT_ENCODER,) * len(CAT_FIELDS))
 
-    def parse(self, parts: list[str], layout: Layout) -> Row:
+    def parse(self, columns: Sequence[pa.Array], layout: Layout) -> ParsedBatch:
         """Label, 13 bucketed integer tokens, 26 categorical tokens (empty -> missing)."""
-        label = parse_binary_label(parts[0])
-        tokens = [_cached_int_token(p) for p in parts[1 : 1 + _N_INT]]
-        tokens += [p or None for p in parts[1 + _N_INT :]]
-        return Row(label, tokens)
+        faults = RowFaults(len(columns[0]))
+        label = int_column(columns[0], parse_binary_label, faults, np.int8)
+        tokens = [token_column(c, _cached_int_token, faults) for c in columns[1 : 1 + _N_INT]]
+        tokens += [empty_as_missing(c) for c in columns[1 + _N_INT :]]
+        return ParsedBatch(label, tokens, faults)

@@ -16,15 +16,22 @@ Position included, is a categorical field; ``Impression`` is only checked, not a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
 
 from crossadapt.data.converters.base import (
     BAD_COUNT,
     BAD_LABEL,
     BadLine,
     Layout,
+    ParsedBatch,
     RawConverter,
-    Row,
+    RowFaults,
+    empty_as_missing,
     fixed_layout,
+    int_column,
 )
 
 COLUMNS: tuple[str, ...] = (
@@ -50,6 +57,20 @@ def _count(token: str) -> int | None:
     return int(token) if token.isascii() and token.isdigit() else None
 
 
+def _clicks(token: str) -> int:
+    clicks = _count(token)
+    if clicks is None:
+        raise BadLine(BAD_LABEL)
+    return clicks
+
+
+def _impressions(token: str) -> int:
+    impressions = _count(token)
+    if impressions is None or impressions < 1:
+        raise BadLine(BAD_COUNT)
+    return impressions
+
+
 class KDD12Converter(RawConverter):
     """KDD Cup 2012 Track 2 training instances; label = clicked at least once."""
 
@@ -61,13 +82,11 @@ class KDD12Converter(RawConverter):
         return fixed_layout(first_line, delimiter, path, COLUMNS, FIELDS, ("vocab",) * len(FIELDS),
                             field_columns=tuple(range(2, len(COLUMNS))))
 
-    def parse(self, parts: list[str], layout: Layout) -> Row:
+    def parse(self, columns: Sequence[pa.Array], layout: Layout) -> ParsedBatch:
         """Check Click (``bad_label``) and Impression >= max(1, Click) (``bad_count``); ids as tokens."""
-        clicks = _count(parts[0])
-        if clicks is None:
-            raise BadLine(BAD_LABEL)
-        impressions = _count(parts[1])
-        if impressions is None or impressions < 1 or clicks > impressions:
-            raise BadLine(BAD_COUNT)
-        tokens = [p or None for p in parts[2:]]
-        return Row(1 if clicks > 0 else 0, tokens)
+        faults = RowFaults(len(columns[0]))
+        clicks = int_column(columns[0], _clicks, faults)
+        impressions = int_column(columns[1], _impressions, faults)
+        faults.add(BAD_COUNT, clicks > impressions)
+        tokens = [empty_as_missing(c) for c in columns[2:]]
+        return ParsedBatch((clicks > 0).astype(np.int8), tokens, faults)
