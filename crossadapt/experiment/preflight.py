@@ -300,14 +300,19 @@ def _offline_results(cfg: ExperimentConfig, why: str) -> dict:
 
 
 def _check_online_inputs(cfg: ExperimentConfig, request: Request) -> None:
-    """``--teacher``/``--student`` are checkpoint files; without them, the offline results are there."""
-    for flag, path in (("--teacher", request.teacher), ("--student", request.student)):
-        if path:
-            p = Path(path)
-            if p.is_dir():
-                raise ConfigError(f"{flag}: {p} is a folder, not a checkpoint file")
-            if not p.is_file():
-                raise ConfigError(f"{flag}: {p}: checkpoint not found")
+    """``--teacher``/``--student`` are checkpoint files of the models the config describes; without
+    them, the offline results are there."""
+    from crossadapt.models.checkpoint import check_model_matches, saved_model_config
+
+    given = [(flag, key, Path(path)) for flag, key, path in (("--teacher", "teacher", request.teacher),
+                                                             ("--student", "student", request.student)) if path]
+    for flag, _, path in given:
+        if path.is_dir():
+            raise ConfigError(f"{flag}: {path} is a folder, not a checkpoint file")
+        if not path.is_file():
+            raise ConfigError(f"{flag}: {path}: checkpoint not found")
+    for _, key, path in given:  # the model in the file is the one the config (and so results.json) names
+        check_model_matches(path, saved_model_config(path), key, getattr(cfg, key))
     if not (request.teacher and request.student):
         _offline_results(cfg, "the online stage starts from its teacher and crossadapt students (or pass "
                               "--teacher and --student)")

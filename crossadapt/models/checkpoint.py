@@ -189,6 +189,16 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return obj
 
 
+def saved_model_config(path: str | os.PathLike) -> ModelConfig:
+    """The model config a checkpoint was saved with; its tensors are memory-mapped, not read (cheap
+    for a large teacher). Raises ``CheckpointError`` like ``read_checkpoint``."""
+    raw = read_checkpoint(path, mmap=True)
+    try:
+        return config_mod.from_dict(ModelConfig, raw["model_config"], prefix="model")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+
+
 def _check_archive(path: Path) -> None:
     """A checkpoint is a zip archive (``torch.save``'s format): say plainly when the file is not one,
     instead of the unpickler's error on its first bytes (``KeyError: 101`` for a text file)."""

@@ -301,6 +301,7 @@ def test_online_teacher_whose_hidden_units_differ_from_the_config(run, tiny_onli
                   teacher, "hidden_units=[32, 16]", "teacher.hidden_units is [64]", "--set 'teacher.hidden_units=[32, 16]'")
     assert "embed_dim" not in msg  # only what differs is named
     assert not (tmp_path / "out" / "online").exists()
+    refused(run("validate", "--", "online", *args, "--teacher", teacher, "--student", student), "teacher.hidden_units")
 
 
 # ---------------------------------------------------------------- a test split too small to compare on
