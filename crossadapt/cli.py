@@ -7,6 +7,7 @@ periods against the data, paths, files) before Ray starts; ``crossadapt validate
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,12 +107,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if line:
         if args.config or args.set or args.out or args.quick:
             raise ConfigError("validate: give --config/--set/--out/--quick or a command line after --, not both")
-        inner = build_parser().parse_args(line)
+        try:
+            inner = build_parser().parse_args(line)
+        except SystemExit as e:  # --help (0) or argparse's own error (2): not an interrupted run
+            return int(e.code or 0)
         if not hasattr(inner, "set"):
             raise ConfigError(f"validate: `{inner.command}` takes no config; nothing to check")
     else:
         inner = argparse.Namespace(**{**vars(args), "command": "transfer"})  # the checks every command makes
-    cfg = _checked(inner, paths=not args.no_paths)
+    with contextlib.redirect_stdout(sys.stderr):  # warnings (a tiny test split): stdout is the YAML alone
+        cfg = _checked(inner, paths=not args.no_paths)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
     return 0
 

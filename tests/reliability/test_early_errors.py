@@ -270,6 +270,27 @@ def test_validate_prints_the_resolved_config_and_starts_nothing(run, data, tmp_p
     assert not (Path.cwd() / "rel-out").exists()
 
 
+def test_validate_output_is_the_yaml_alone_with_warnings_on_stderr(data, tmp_path, monkeypatch, capsys):
+    """The tiny data's test split (300 rows) is warned about on stderr; stdout parses as the config."""
+    import yaml
+
+    from crossadapt.experiment import prepare
+
+    monkeypatch.setattr(prepare, "_warned", set())
+    assert cli.main(["validate", *config(tmp_path, data)]) == 0
+    captured = capsys.readouterr()
+    assert yaml.safe_load(captured.out)["data"]["root"] == str(data)
+    assert "warning:" in captured.err and "holds only 300 rows" in captured.err
+
+
+def test_validate_help_of_a_command_line_is_not_an_interruption(capsys):
+    assert cli.main(["validate", "--", "transfer", "--no-such-flag"]) == 2  # argparse's usage error
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+    assert cli.main(["validate", "--", "transfer", "--help"]) == 0
+    captured = capsys.readouterr()
+    assert "--config" in captured.out and "interrupted" not in captured.err
+
+
 def test_validate_a_whole_command_line(run, data, tmp_path):
     refused(run("validate", "--", "zoo", *config(tmp_path, data), "--models", "lr", "dnm"), "--models dnm")
     refused(run("validate", "--", "evaluate", "--checkpoint", "x", "--data", "y", "--periods", "1"), "takes no config")
