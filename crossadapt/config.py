@@ -514,8 +514,12 @@ def from_dict(cls: type[T], d: dict[str, Any], prefix: str = "", base: T | None 
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except ConfigError as e:
-        if prefix and not str(e).startswith(prefix):
-            raise ConfigError(f"{prefix}: {e}") from None
+        msg, section = str(e), cls.__name__.removesuffix("Config").lower()
+        if prefix and msg.startswith(section + ".") and not msg.startswith(prefix):
+            # a section's own keys under the name it is given: model.dropout -> student.dropout
+            raise ConfigError(msg.replace(section + ".", prefix + ".")) from None
+        if prefix and not msg.startswith(prefix):
+            raise ConfigError(f"{prefix}: {msg}") from None
         raise
 
 

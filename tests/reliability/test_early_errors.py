@@ -98,6 +98,16 @@ def test_teacher_hyper_parameter_the_model_refuses(run, data, tmp_path):
     nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize("setting, named", [
+    ("teacher.embed_dim=0", "teacher.embed_dim: must be >= 1, got 0"),
+    ("student.dropout=1.5", "student.dropout: must be in [0, 1), got 1.5"),
+])
+def test_a_model_value_out_of_range_is_named_under_its_section(run, data, tmp_path, setting, named):
+    """A range declared on ModelConfig's field is named under the section it is given in."""
+    refused(run("transfer", *config(tmp_path, data), "--set", setting), named)
+    nothing_written(tmp_path)
+
+
 def test_unknown_offline_method(run, data, tmp_path):
     refused(run("transfer", *config(tmp_path, data), "--set", "methods=[scratch, krossadapt]"),
             "methods", "'krossadapt'", "crossadapt_full_window")
