@@ -200,11 +200,12 @@ def saved_model_config(path: str | os.PathLike) -> ModelConfig:
 
 
 def _check_archive(path: Path) -> None:
-    """A checkpoint is a zip archive (``torch.save``'s format): say plainly when the file is not one,
-    instead of the unpickler's error on its first bytes (``KeyError: 101`` for a text file)."""
+    """A checkpoint is a zip archive (``torch.save``'s format) or a pickle (torch's legacy format,
+    which ``torch.load`` reads or refuses itself, naming what it asks for): say plainly when the file
+    is neither, instead of the unpickler's error on its first bytes (``KeyError: 101`` for text)."""
     with open(path, "rb") as f:
         head = f.read(64)
-    if head[:4] == b"PK\x03\x04":
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # zip; pickle protocol >= 2
         return
     if not head:
         raise CheckpointError(f"{path}: not a readable checkpoint: the file is empty")
