@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from crossadapt.config import absolute_location
 from crossadapt.errors import ConfigError
+from crossadapt.paths import absolute_location
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
