@@ -147,11 +147,11 @@ def test_bad_row_met_by_a_train_worker_stops_the_run_once_without_retry(ray_sess
     job = TrainJob(name="t", run_dir=str(tmp_path / "run"), model=ModelConfig(name="dnn", embed_dim=4,
                    hidden_units=(8,)), feature_map=FM.to_dict(), phases=(Phase(epochs=1, lr=1e-3),), batch_size=16)
     with pytest.raises(DataError) as info:
-        fit(job, train, None, ResourcesConfig(num_workers=1, cpus_per_worker=1.0, max_failures=2))
+        fit(job, train, None, ResourcesConfig(num_workers=2, cpus_per_worker=0.5, max_failures=2))
     msg = str(info.value)
     assert "column 'label' row" in msg and "label 2 not in {0, 1}" in msg and "not retried" in msg, msg
     run = tmp_path / "run"
     # one start of the worker group: Ray Train did not retry (max_failures=2 would have started it 3 times)
     assert json.loads((run / STARTS_FILE).read_text()) == {"starts": 1}
-    assert json.loads((run / DATA_ERROR_FILE).read_text())["rank"] == 0
+    assert json.loads((run / DATA_ERROR_FILE).read_text())["rank"] in (0, 1)
     assert not (run / "outcome.json").exists() and not (run / "best.pt").exists()
