@@ -3,8 +3,9 @@
 Every file is checked against the data contract on the driver before a dataset is built
 (``crossadapt.data.file_checks``: footer, schema and every value, once per file and process), so a
 bad file is a ``DataError`` naming its file, column and row before any worker starts, never an
-error inside a Ray Train worker that its failure handling would retry. Rows reach Ray Train workers as column batches that
-``crossadapt.data.arrays.columns_to_arrays`` turns into the arrays dict.
+error inside a Ray Train worker that its failure handling would retry. Rows reach Ray Train
+workers as column batches that ``crossadapt.data.arrays.columns_to_arrays`` turns into the arrays
+dict.
 """
 
 from __future__ import annotations

@@ -53,8 +53,8 @@ def check_data_periods(cfg: ExperimentConfig, fm: FeatureMap) -> None:
     both classes (AUC is undefined on one: every comparison the run exists for would be empty).
 
     DataError naming the file, column and row when a file of those periods breaks the data contract
-    (``crossadapt.data.file_checks``): found here, before anything trains, and never again in this
-    process."""
+    (``crossadapt.data.file_checks``): found here, before anything trains; each file is checked
+    once per process, so the training stages' own checks of these files cost nothing more."""
     check_periods(cfg.data)
     have = list_periods(cfg.data.root)
     for name in (*TRAINED_RANGES, *SCORED_RANGES):

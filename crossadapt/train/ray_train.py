@@ -185,7 +185,7 @@ def _data_error(e: BaseException, source: str) -> DataError:
         if isinstance(c, DataError) and not isinstance(c, ray.exceptions.RayError):
             return c
         if isinstance(c, pa.ArrowException):
-            return DataError(f"{source}: reading the data failed: {c}")
+            return DataError(f"{source}: reading the data failed: {' '.join(str(c).split())}")
         c = cause if isinstance(cause, BaseException) else (c.__cause__ or c.__context__)
     raise e
 
