@@ -242,6 +242,29 @@ def test_encoder_adopts_the_teachers_vocabularies(world, tmp_path):
     assert np.array_equal(data["ids"], want)  # the teacher's rows, new users at its OOV row 0
 
 
+def test_a_frozen_teacher_program_is_reported_and_stays_frozen_online(world, tmp_path):
+    from crossadapt.config import to_dict
+    from crossadapt.models.teacher_import import read_manifest, teacher_trainable
+    from crossadapt.online.actors import TeacherWorker
+
+    folder, w = world
+    frozen = torch.jit.freeze(torch.jit.load(str(w["program"])).eval())  # parameters folded into constants
+    frozen.save(str(tmp_path / "frozen.pt"))
+    cfg = byo_config(tmp_path, w, program=str(tmp_path / "frozen.pt"))
+    cfg = _prepare(cfg)
+    manifest = next((tmp_path / "run" / "teacher").glob("imported-*/teacher.json"))
+    assert read_manifest(manifest)["trainable"] is False and teacher_trainable(manifest) is False
+    fm = FeatureMap.load(cfg.data.root)
+    worker = TeacherWorker(str(manifest), fm.to_dict(), to_dict(cfg.online), updates=True, device="cpu")
+    assert worker.updates is False  # asked to update, but nothing in the program can be trained
+    data = A.read_periods(cfg.data.root, [5], fm)
+    batch = {k: v[:50] for k, v in data.items()}
+    teacher = torch.jit.load(str(w["program"])).eval()
+    with torch.no_grad():
+        want = teacher(torch.from_numpy(batch["ids"]), torch.from_numpy(batch["dense"])).numpy()
+    assert np.allclose(worker.soft_labels(batch), want, atol=1e-5)  # float32 constant folding: rounding only
+
+
 # ---------------------------------------------------------------- end to end
 
 
