@@ -1,4 +1,5 @@
-"""The new architecture to migrate to: a field-gated DNN, written against crossadapt's model interface.
+"""The new architecture to migrate to: a field-gated DNN with a factorisation-machine term, written
+against crossadapt's model interface.
 
 The interface (``crossadapt.models.registry.check_model`` checks it before anything runs):
 
@@ -19,16 +20,16 @@ from crossadapt.models.layers import mlp_tower
 
 
 class GatedDNN(nn.Module):
-    """An MLP over field embeddings, each field scaled by a learned gate in (0, 1)."""
+    """Field embeddings scaled by learned gates in (0, 2) (1 at start), scored by pairwise inner
+    products (a factorisation machine: what the projected teacher tables already encode) plus an MLP."""
 
     def __init__(self, feature_map, cfg) -> None:
         super().__init__()
         self.embedding = FeatureEmbedding(feature_map, cfg.embed_dim)
-        width = self.embedding.num_fields * cfg.embed_dim
-        self.gate = nn.Linear(width, self.embedding.num_fields)
-        self.mlp = mlp_tower(width, cfg, output_dim=1)
+        self.gate = nn.Parameter(torch.zeros(self.embedding.num_fields, 1))
+        self.mlp = mlp_tower(self.embedding.num_fields * cfg.embed_dim, cfg, output_dim=1)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor | None = None) -> torch.Tensor:
-        e = self.embedding(ids, dense)  # (B, F, d)
-        gates = torch.sigmoid(self.gate(e.flatten(1))).unsqueeze(-1)
-        return self.mlp((gates * e).flatten(1)).squeeze(-1)
+        e = self.embedding(ids, dense) * (2 * torch.sigmoid(self.gate))  # (B, F, d)
+        pairs = 0.5 * (e.sum(1).pow(2) - e.pow(2).sum(1)).sum(1)  # sum over fields i < j of <e_i, e_j>
+        return pairs + self.mlp(e.flatten(1)).squeeze(-1)
