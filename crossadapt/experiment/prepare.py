@@ -7,6 +7,7 @@ from pathlib import Path
 from dataclasses import replace
 
 from crossadapt.config import SCORED_RANGES, TRAINED_RANGES, DataConfig, ExperimentConfig, check_periods
+from crossadapt.data import file_checks
 from crossadapt.data.arrays import label_counts, list_periods
 from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FEATURE_MAP_FILE, FeatureMap
@@ -76,7 +77,11 @@ def _prepare_table(cfg: ExperimentConfig, data: DataConfig, force: bool) -> None
 def check_data_periods(cfg: ExperimentConfig, fm: FeatureMap) -> None:
     """ConfigError unless the time split is sound (``config.check_periods``), every teacher, window,
     test and stream period is a ``period=<k>`` folder of ``data.root``, and the test periods hold
-    both classes (AUC is undefined on one: every comparison the run exists for would be empty)."""
+    both classes (AUC is undefined on one: every comparison the run exists for would be empty).
+
+    DataError naming the file, column and row when a file of those periods breaks the data contract
+    (``crossadapt.data.file_checks``): found here, before anything trains; each file is checked
+    once per process, so the training stages' own checks of these files cost nothing more."""
     check_periods(cfg.data)
     have = list_periods(cfg.data.root)
     for name in (*TRAINED_RANGES, *SCORED_RANGES):
@@ -88,6 +93,8 @@ def check_data_periods(cfg: ExperimentConfig, fm: FeatureMap) -> None:
                 cfg.data.source, " (set data.num_periods and run `crossadapt prepare --force`)")
             raise ConfigError(f"data.{name} [{a}, {b}): period(s) {_spans(missing)} not in data.root "
                               f"{cfg.data.root}, which holds periods {_spans(have)}{hint}")
+    file_checks.check_periods(cfg.data.root, sorted({k for name in (*TRAINED_RANGES, *SCORED_RANGES)
+                                                     for k in range(*getattr(cfg.data, name))}), fm)
     rows, clicks = label_counts(cfg.data.root, range(*cfg.data.test_periods), fm.label)
     if clicks in (0, rows):
         a, b = cfg.data.test_periods
