@@ -22,7 +22,8 @@ SUBMIT_DIR_ENV = "CROSSADAPT_SUBMIT_DIR"
 #: Set by Ray's job supervisor for the driver of a submitted job (its runtime env, as JSON).
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 #: The config keys that hold local paths or URIs.
-PATH_KEYS = ("out_dir", "storage", "data.root", "data.raw_path")
+PATH_KEYS = ("out_dir", "storage", "data.root", "data.raw_path", "teacher_import.program",
+             "teacher_import.tables", "teacher_import.vocabularies")
 
 
 def is_uri(location: str) -> bool:

@@ -67,6 +67,9 @@ def preflight(cfg: ExperimentConfig, request: Request, paths: bool = True) -> No
     later for a reason knowable now (see the module docstring); starts and writes nothing."""
     if request.command not in COMMANDS:
         raise ConfigError(f"preflight: unknown command {request.command!r}; one of {list(COMMANDS)}")
+    if request.command == "train" and cfg.teacher_import.program:
+        raise ConfigError(f"teacher_import.program: the teacher is imported ({cfg.teacher_import.program}), "
+                          "not trained here; `crossadapt transfer` uses it as it is")
     if cfg.data.source == "synthetic":
         from crossadapt.data.synthetic_world import check_config
 
@@ -225,8 +228,8 @@ def check_writable(path: Path, key: str) -> None:
 def _feature_map(cfg: ExperimentConfig, request: Request) -> FeatureMap | None:
     """The feature map of ``data.root`` when the data there is what the run will use (not rebuilt)."""
     root = Path(cfg.data.root)
-    if request.force or not (root / FEATURE_MAP_FILE).is_file():
-        return None
+    if request.force or not (root / FEATURE_MAP_FILE).is_file() or cfg.data.source == "table":
+        return None  # a table is converted again whenever its schema, files or options change
     if cfg.data.source == "synthetic":
         from crossadapt.data.synthetic import is_current
 
@@ -248,6 +251,12 @@ def _check_data(cfg: ExperimentConfig, request: Request, fm: FeatureMap | None) 
         raise ConfigError(f"data.root: {root} holds no {FEATURE_MAP_FILE}; run `crossadapt prepare` first "
                           "(or set data.source to the raw format and data.raw_path)")
     check_writable(root, "data.root")
+    if source == "table":
+        from crossadapt.data.converters.table import table_files
+
+        if not cfg.data.raw_path:
+            raise ConfigError(f"data.raw_path: needed to convert the table logs into {root}")
+        table_files(cfg.data.raw_path)  # a path or glob naming no file is an error naming it
     if source in RAW_SOURCES:
         if not cfg.data.raw_path:
             raise ConfigError(f"data.raw_path: needed to convert {source} logs into {root}")
