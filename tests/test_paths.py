@@ -152,3 +152,15 @@ def test_inputs_shipped_with_a_job_are_read_from_its_copy(tmp_path: Path, monkey
                                              "storage": ""})
     with pytest.raises(ConfigError, match=rf"data.raw_path: .*not found .*{SUBMIT_DIR_ENV}"):
         preflight(outside, Request("prepare"))
+
+
+def test_an_imported_teachers_files_are_relative_to_the_config_file(checkout: Path) -> None:
+    path = checkout / "configs" / "byo.yaml"
+    path.write_text("data:\n  source: table\n  raw_path: logs/*.csv\n  schema: {label: y, period: 1d}\n"
+                    "teacher_import:\n  program: teacher/model.pt\n  tables: teacher/tables.pt\n"
+                    "  vocabularies: teacher/vocab.json\n")
+    cfg = load_config(path)
+    here = checkout / "configs"
+    assert cfg.data.raw_path == str(here / "logs" / "*.csv")  # a glob stays a glob, under the file's folder
+    assert (cfg.teacher_import.program, cfg.teacher_import.tables, cfg.teacher_import.vocabularies) == (
+        str(here / "teacher" / "model.pt"), str(here / "teacher" / "tables.pt"), str(here / "teacher" / "vocab.json"))
