@@ -156,7 +156,7 @@ def test_inputs_shipped_with_a_job_are_read_from_its_copy(tmp_path: Path, monkey
 
 def test_an_imported_teachers_files_are_relative_to_the_config_file(checkout: Path) -> None:
     path = checkout / "configs" / "byo.yaml"
-    path.write_text("data:\n  source: table\n  raw_path: logs/*.csv\n  schema: {label: y, period: 1d}\n"
+    path.write_text("data:\n  source: table\n  raw_path: logs/*.csv\n  schema: {label: y, time: t, period: 1d}\n"
                     "teacher_import:\n  program: teacher/model.pt\n  tables: teacher/tables.pt\n"
                     "  vocabularies: teacher/vocab.json\n")
     cfg = load_config(path)
