@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,17 +55,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
     from crossadapt import storage
+    from crossadapt.experiment.lock import hold
     from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
 
-    init_ray()
-    fm = prepare_data(cfg)
-    outcome = train_teacher(cfg, fm, Path(cfg.out_dir), fresh=getattr(args, "fresh", False))
-    metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
-    print(atomic.json_text({"checkpoint": outcome.best_checkpoint, "test": metrics,
-                            "train_seconds": outcome.train_seconds}))
-    storage.upload(cfg.out_dir, cfg.storage)  # the teacher checkpoint outlives the machine (no-op when unset)
+    with hold(cfg.out_dir):  # before Ray starts: a second run on this out_dir is refused at once
+        init_ray()
+        fm = prepare_data(cfg)
+        outcome = train_teacher(cfg, fm, Path(cfg.out_dir), fresh=getattr(args, "fresh", False))
+        metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
+        print(atomic.json_text({"checkpoint": outcome.best_checkpoint, "test": metrics,
+                                "train_seconds": outcome.train_seconds}))
+        storage.upload(cfg.out_dir, cfg.storage)  # the teacher checkpoint outlives the machine (no-op when unset)
     return 0
 
 
@@ -101,13 +104,15 @@ def cmd_online(args: argparse.Namespace) -> int:
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     cfg = _config(args, "quick.yaml" if args.quick else None)
+    from crossadapt.experiment.lock import hold
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.experiment.zoo import run_zoo, zoo_table
     from crossadapt.ray_init import init_ray
 
-    init_ray()
-    fm = prepare_data(cfg)
-    result = run_zoo(cfg, fm, args.models, args.seeds, fresh=getattr(args, "fresh", False))
+    with hold(cfg.out_dir):
+        init_ray()
+        fm = prepare_data(cfg)
+        result = run_zoo(cfg, fm, args.models, args.seeds, fresh=getattr(args, "fresh", False))
     print(zoo_table(result), end="")
     print(f"[crossadapt] wrote {Path(cfg.out_dir) / 'zoo.json'} and zoo.md", flush=True)
     return 0
@@ -115,15 +120,17 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     cfg = _config(args, "quick.yaml" if args.quick else None)
+    from crossadapt.experiment.lock import hold
     from crossadapt.experiment.prepare import prepare_data
     from crossadapt.ray_init import init_ray
     from crossadapt.tune.search import run_tune
     from crossadapt.tune.space import load_space
 
     space = load_space(args.space)  # a bad space fails before Ray starts
-    init_ray()
-    fm = prepare_data(cfg)
-    rows = run_tune(cfg, fm, space, fresh=getattr(args, "fresh", False))
+    with hold(cfg.out_dir):
+        init_ray()
+        fm = prepare_data(cfg)
+        rows = run_tune(cfg, fm, space, fresh=getattr(args, "fresh", False))
     best = rows[0] if rows else None
     print(f"[crossadapt] tune {space.name}: {len(rows)} trials; best {space.metric} "
           f"{best[space.metric]:.4f} with {{{', '.join(f'{k}: {best[k]}' for k in space.keys)}}}" if best else "no trials",
@@ -163,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. distill.r=0.2")
         if out:
             sp.add_argument("--out", help="output folder (overrides out_dir)")
+        sp.add_argument("--address", help="join this Ray cluster (GCS host:port, ray://..., or auto: the one `ray start` "
+                                          "recorded here); default: RAY_ADDRESS, else a Ray of this command's own")
         if fresh:
             sp.add_argument("--fresh", action="store_true",
                             help="train every stage again, even those finished earlier in the output folder with "
@@ -235,6 +244,8 @@ def error_message(e: CrossAdaptError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the command; an error raised on purpose (bad config, data or teacher) is one line and exit 2."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "address", None):  # read by crossadapt.ray_init.init_ray, as Ray's own tools do
+        os.environ["RAY_ADDRESS"] = args.address
     try:
         return args.func(args)
     except CrossAdaptError as e:

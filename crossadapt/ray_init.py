@@ -10,6 +10,7 @@ import time
 import ray
 import ray.data
 
+from crossadapt import ray_reaper
 from crossadapt.config import ResourcesConfig
 from crossadapt.errors import ResourcesError
 
@@ -18,23 +19,29 @@ log = logging.getLogger(__name__)
 _LOCAL = {"started": False}
 
 
-def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
-    """Join the cluster named by ``RAY_ADDRESS`` (as ``ray job submit`` sets it), else start Ray locally.
+def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None, address: str | None = None) -> None:
+    """Join the cluster named by ``address`` or ``RAY_ADDRESS`` (as ``ray job submit`` sets it), else start
+    a Ray of this process's own.
 
-    A local Ray binds to 127.0.0.1 and starts no dashboard: nothing is exposed beyond this machine.
+    A local Ray never joins a cluster that ``ray start`` recorded on this machine (``ray.init()`` without an
+    address would: another user's head node ran our job); it is advertised on 127.0.0.1, starts no
+    dashboard, and its processes end with this one, even on ``kill -9`` (``crossadapt.ray_reaper``).
     """
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     # Train V2 workers block in ``ray.train.report`` until the controller polls them (every 2 s by
     # default); a local Ray inherits this process's environment, so a shorter poll is set here.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     # Train V2 sends worker prints to its logger *and* to stdout: every progress line showed twice.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    if address != "local":
+        ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
-                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", configure_logging=False)
+        ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_memory,
+                 include_dashboard=False, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
+                 configure_logging=False)
+        ray_reaper.start(ray._private.worker.global_worker.node.get_session_dir_path())
         _LOCAL["started"] = True
     ray.data.DataContext.get_current().enable_progress_bars = False
 

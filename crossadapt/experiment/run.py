@@ -16,6 +16,7 @@ from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.errors import ConfigError
 from crossadapt.experiment.compare import RESULTS_FILE
+from crossadapt.experiment.lock import holds_out_dir
 from crossadapt.experiment.paired import paired_tests
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
@@ -37,6 +38,7 @@ def read_results(out_dir: str | Path) -> dict:
     return results if isinstance(results, dict) else {}
 
 
+@holds_out_dir  # one run at a time in out_dir: a second one is refused at once
 def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", "online"), fresh: bool = False) -> dict:
     """Run the stages and write ``<out_dir>/results.json`` and ``report.md`` (atomically, after each stage).
 
@@ -76,6 +78,7 @@ def _publish(cfg: ExperimentConfig, results: dict, tracker: Tracker) -> None:
     storage.upload(out, cfg.storage)  # results and checkpoints outlive the machine (no-op when unset)
 
 
+@holds_out_dir
 def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, student_ckpt: str | None = None) -> dict:
     """The online stage alone, from given checkpoints or from the offline results in ``out_dir``.
 
