@@ -31,6 +31,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from crossadapt import ray_reaper
+
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
 JOBS = ("prepare", "train_teacher", "transfer", "online", "tune")
@@ -126,7 +128,8 @@ class LocalHead:
                               timeout=timeout)
 
     def pids(self) -> list[int]:
-        """Live processes of this head: in its session, or with its temp dir in their environment.
+        """Live processes of this head: in its session, with its temp dir in their environment, or writing
+        into it (``ray_reaper.session_pids``: Ray's agents set their title over what ``environ`` shows).
 
         The second catches the job driver, which Ray starts in a session of its own.
         """
@@ -143,7 +146,7 @@ class LocalHead:
                     found.append(int(entry.name))
             except (OSError, ValueError):  # gone meanwhile, or another user's process
                 continue
-        return found
+        return sorted({*found, *ray_reaper.session_pids(self.temp_dir)})
 
     def stop(self) -> None:
         """Stop this head only: SIGTERM to ``ray start --block`` (it stops its Ray processes), then
