@@ -39,6 +39,14 @@ def _config(args: argparse.Namespace, default: str | None = None) -> ExperimentC
     return load_config(path, overrides)
 
 
+def _holding(cfg: ExperimentConfig):
+    """``cfg.out_dir``'s lock, held by the command: taken before the heavy imports (torch, Ray), so a second
+    run on the folder is refused in seconds (``crossadapt.experiment.lock``; the library takes it too)."""
+    from crossadapt.experiment.lock import hold
+
+    return hold(cfg.out_dir)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     cfg = _config(args)  # first in every command: a bad config is named before the heavy imports
     from crossadapt.experiment.prepare import check_data_periods, prepare_data
@@ -54,13 +62,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    from crossadapt import storage
-    from crossadapt.experiment.lock import hold
-    from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
-    from crossadapt.experiment.prepare import prepare_data
-    from crossadapt.ray_init import init_ray
+    with _holding(cfg):
+        from crossadapt import storage
+        from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
+        from crossadapt.experiment.prepare import prepare_data
+        from crossadapt.ray_init import init_ray
 
-    with hold(cfg.out_dir):  # before Ray starts: a second run on this out_dir is refused at once
         init_ray()
         fm = prepare_data(cfg)
         outcome = train_teacher(cfg, fm, Path(cfg.out_dir), fresh=getattr(args, "fresh", False))
@@ -88,28 +95,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
-    from crossadapt.experiment.run import run_experiment
+    with _holding(cfg):
+        from crossadapt.experiment.run import run_experiment
 
-    run_experiment(cfg, stages=("offline",), fresh=getattr(args, "fresh", False))
+        run_experiment(cfg, stages=("offline",), fresh=getattr(args, "fresh", False))
     return 0
 
 
 def cmd_online(args: argparse.Namespace) -> int:
     cfg = _config(args, "quick.yaml" if getattr(args, "quick", False) else None)
-    from crossadapt.experiment.run import run_online_stage
+    with _holding(cfg):
+        from crossadapt.experiment.run import run_online_stage
 
-    run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
+        run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
     return 0
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     cfg = _config(args, "quick.yaml" if args.quick else None)
-    from crossadapt.experiment.lock import hold
-    from crossadapt.experiment.prepare import prepare_data
-    from crossadapt.experiment.zoo import run_zoo, zoo_table
-    from crossadapt.ray_init import init_ray
+    with _holding(cfg):
+        from crossadapt.experiment.prepare import prepare_data
+        from crossadapt.experiment.zoo import run_zoo, zoo_table
+        from crossadapt.ray_init import init_ray
 
-    with hold(cfg.out_dir):
         init_ray()
         fm = prepare_data(cfg)
         result = run_zoo(cfg, fm, args.models, args.seeds, fresh=getattr(args, "fresh", False))
@@ -120,14 +128,14 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     cfg = _config(args, "quick.yaml" if args.quick else None)
-    from crossadapt.experiment.lock import hold
-    from crossadapt.experiment.prepare import prepare_data
-    from crossadapt.ray_init import init_ray
-    from crossadapt.tune.search import run_tune
     from crossadapt.tune.space import load_space
 
     space = load_space(args.space)  # a bad space fails before Ray starts
-    with hold(cfg.out_dir):
+    with _holding(cfg):
+        from crossadapt.experiment.prepare import prepare_data
+        from crossadapt.ray_init import init_ray
+        from crossadapt.tune.search import run_tune
+
         init_ray()
         fm = prepare_data(cfg)
         rows = run_tune(cfg, fm, space, fresh=getattr(args, "fresh", False))
@@ -167,9 +175,10 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     cfg = _config(args, "quick.yaml" if args.quick else "demo.yaml")
-    from crossadapt.experiment.run import run_experiment
+    with _holding(cfg):
+        from crossadapt.experiment.run import run_experiment
 
-    run_experiment(cfg, stages=("offline", "online"), fresh=getattr(args, "fresh", False))
+        run_experiment(cfg, stages=("offline", "online"), fresh=getattr(args, "fresh", False))
     return 0
 
 

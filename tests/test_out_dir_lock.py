@@ -202,6 +202,10 @@ def _tiny_transfer_config(tmp_path: Path) -> Path:
 def test_two_concurrent_runs_on_one_out_dir(tmp_path: Path) -> None:
     config = _tiny_transfer_config(tmp_path)
     out = tmp_path / "run"
+    # The data first: the second run's checks of it then see it whole, never half-written by the first.
+    prepare = subprocess.run([str(CLI), "prepare", "--config", str(config)], capture_output=True, text=True,
+                             env=_env(), cwd=tmp_path, timeout=300)
+    assert prepare.returncode == 0, prepare.stdout + prepare.stderr
     first = subprocess.Popen([str(CLI), "transfer", "--config", str(config)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, env=_env(), cwd=tmp_path)
     try:
