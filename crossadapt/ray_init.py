@@ -41,7 +41,12 @@ def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None
         ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_memory,
                  include_dashboard=False, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                  configure_logging=False)
-        ray_reaper.start(ray._private.worker.global_worker.node.get_session_dir_path())
+        try:  # the session folder of this Ray: what the reaper of a killed driver looks for
+            session = ray._private.worker.global_worker.node.get_session_dir_path()
+        except AttributeError as e:  # a Ray without this private API: no reaper, nothing else lost
+            log.debug("no reaper for this Ray: %s", e)
+        else:
+            ray_reaper.start(session)
         _LOCAL["started"] = True
     ray.data.DataContext.get_current().enable_progress_bars = False
 
