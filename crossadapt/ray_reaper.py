@@ -7,9 +7,9 @@ GCS (Ray 2.60 ``process_watcher.report_raylet_error_logs`` publishes the error w
 timeout) before they exit: two orphans for a minute or more after every killed run.
 
 So ``init_ray`` starts this file as a small process of its own (``start``) after a local Ray is up.
-It reads a pipe whose writing end only the driver holds; end of file means the driver is gone,
-however it ended, and it ends every process of this user that holds a file open for writing in that
-Ray's session folder (its logs: every Ray process writes there, nothing else does; a ``tail -f`` of
+It reads a pipe whose writing end only the driver holds; end of file means the driver is ending,
+however it ends. Once the driver's process is gone (the pipe may close while it still shuts down),
+it ends every process of this user that holds a file open for writing in that Ray's session folder (its logs: every Ray process writes there, nothing else does; a ``tail -f`` of
 a log reads). The session folder is unique to one local Ray. Not the environment: Ray's processes
 set their title, which overwrites what ``/proc/<pid>/environ`` shows. Standard library only: it
 runs as a script.
@@ -38,8 +38,10 @@ def start(session_dir: str | os.PathLike) -> subprocess.Popen | None:
         return None
     # A session of its own: Ctrl-C at the terminal or a kill of the driver's process group leaves it
     # to do its job. The pipe's writing end is not inherited by the driver's other children (CLOEXEC).
-    proc = subprocess.Popen([sys.executable, "-u", str(Path(__file__).resolve()), session], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = f"{os.getpid()}:{_start_ticks(os.getpid())}"
+    proc = subprocess.Popen([sys.executable, "-u", str(Path(__file__).resolve()), session, driver],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     _REAPERS[session] = proc
     return proc
 
@@ -58,6 +60,14 @@ def _writes_into(pid: str, prefix: str) -> bool:
         if int(flags.split()[1], 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
             return True
     return False
+
+
+def _start_ticks(pid: int | str) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), to tell a reused pid; None when it is gone."""
+    try:
+        return int(Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _zombie(pid: str) -> bool:
@@ -99,13 +109,17 @@ def reap(session_dir: str | os.PathLike) -> list[int]:
     return found
 
 
-def main(session_dir: str) -> None:
-    """Wait for the end of standard input (the driver gone), then reap the processes of ``session_dir``."""
+def main(session_dir: str, driver: str) -> None:
+    """Wait for the end of standard input, then for the driver (``<pid>:<start ticks>``) to be gone (an
+    exiting Python closes the pipe before it ends), then reap the processes of ``session_dir``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     while sys.stdin.buffer.read(4096):
         pass
+    pid, ticks = driver.split(":")
+    while (now := _start_ticks(pid)) is not None and str(now) == ticks and not _zombie(pid):
+        time.sleep(0.1)
     reap(session_dir)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

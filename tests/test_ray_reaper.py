@@ -104,6 +104,38 @@ def test_the_reaper_acts_when_its_driver_is_killed(tmp_path: Path) -> None:
             driver.wait()
 
 
+# A driver that writes into its session folder itself (as Ray's driver does) and closes the pipe while it
+# still runs (as an exiting Python does, collecting the Popen): the reaper waits for it to be gone.
+EXITING_DRIVER = """
+import subprocess, sys, time
+from crossadapt import ray_reaper
+log = open(sys.argv[1] + "/python-core-driver.log", "w")
+ray_reaper.start(sys.argv[1])
+w = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'w'); time.sleep(600)",
+                      sys.argv[1] + "/raylet.out"], start_new_session=True)
+while not ray_reaper.session_pids(sys.argv[1]):  # the writer (session_pids leaves out the caller)
+    time.sleep(0.05)
+print(w.pid, flush=True)
+ray_reaper._REAPERS.popitem()[1].stdin.close()
+time.sleep(2.0)
+print("still here", flush=True)
+"""
+
+
+def test_the_reaper_waits_for_its_driver_to_end(tmp_path: Path) -> None:
+    driver = subprocess.Popen([sys.executable, "-c", EXITING_DRIVER, str(tmp_path)], stdout=subprocess.PIPE,
+                              text=True, env=_env())
+    try:
+        writer = int(driver.stdout.readline())
+        assert driver.stdout.readline().strip() == "still here"
+        assert driver.wait(timeout=30) == 0  # not ended by its own reaper
+        assert _wait_gone([writer], 15) == []  # the session's process is, once the driver is gone
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
 # A crossadapt driver: starts its local Ray as every command does, runs a task, prints the session
 # folder, then waits to be killed.
 RAY_DRIVER = """
