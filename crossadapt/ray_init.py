@@ -10,6 +10,7 @@ import time
 import ray
 import ray.data
 
+from crossadapt import ray_logs
 from crossadapt.config import ResourcesConfig
 from crossadapt.errors import ResourcesError
 
@@ -21,7 +22,9 @@ _LOCAL = {"started": False}
 def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
     """Join the cluster named by ``RAY_ADDRESS`` (as ``ray job submit`` sets it), else start Ray locally.
 
-    A local Ray binds to 127.0.0.1 and starts no dashboard: nothing is exposed beyond this machine.
+    A local Ray binds to 127.0.0.1, its dashboard too (with token authentication): nothing is exposed
+    beyond this machine. The dashboard serves the State API that Ray Train's placement-group cleaner
+    polls every second (without it, one warning per poll). Ray's own logging: ``crossadapt.ray_logs``.
     """
     if ray.is_initialized():
         return
@@ -30,12 +33,15 @@ def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     # Train V2 sends worker prints to its logger *and* to stdout: every progress line showed twice.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    ray_logs.configure_environment()
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True, runtime_env=ray_logs.runtime_env())
     else:
-        ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
-                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", configure_logging=False)
+        ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=True,
+                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", configure_logging=False,
+                 runtime_env=ray_logs.runtime_env())
         _LOCAL["started"] = True
+    ray_logs.filter_forwarded()
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 

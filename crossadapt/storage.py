@@ -14,8 +14,11 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from crossadapt import log
 from crossadapt.config import absolute_location
 from crossadapt.errors import ConfigError
+
+_say = log.sayer(__name__)
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
@@ -55,7 +58,7 @@ def upload(local_dir: str | Path, storage: str) -> str | None:
             raise ConfigError(f"storage: {dest} lies inside the folder it would receive ({src})")
     fs.create_dir(path, recursive=True)
     pafs.copy_files(str(src), path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
-    print(f"[crossadapt] copied {src} to {dest}", flush=True)
+    _say(f"copied {src} to {dest}")
     return dest
 
 

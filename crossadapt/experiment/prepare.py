@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from crossadapt import log
 from crossadapt.config import SCORED_RANGES, TRAINED_RANGES, ExperimentConfig, check_periods
 from crossadapt.data.arrays import label_counts, list_periods
 from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FEATURE_MAP_FILE, FeatureMap
+
+_say = log.sayer(__name__)
 
 
 def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | None = None,
@@ -28,7 +31,7 @@ def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | 
         from crossadapt.data.synthetic import generate, is_current
 
         if force or not have or not is_current(root, cfg.synthetic):
-            print(f"[crossadapt] generating synthetic logs in {root}", flush=True)
+            _say(f"generating synthetic logs in {root}")
             generate(cfg.synthetic, root)
     elif source in ("criteo", "avazu", "kdd12"):
         if force or not have:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crossadapt import atomic, storage
+from crossadapt import atomic, log, storage
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
@@ -19,10 +19,12 @@ from crossadapt.experiment.compare import RESULTS_FILE
 from crossadapt.experiment.paired import paired_tests
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
-from crossadapt.experiment.track import track_offline, track_online, track_report
+from crossadapt.experiment.track import live_epochs, live_windows, track_offline, track_online, track_report
 from crossadapt.models import load_checkpoint
 from crossadapt.ray_init import init_ray
 from crossadapt.tracking import Tracker
+
+_say = log.sayer(__name__)
 
 
 def read_results(out_dir: str | Path) -> dict:
@@ -55,7 +57,7 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
     if "offline" in stages:
         trained: list[dict] = []  # W&B gets the runs trained now; reused ones were sent when they trained
         results.update(run_offline(cfg, fm, out, on_record=lambda r: trained.append(r) if not r["reused"] else None,
-                                   previous=previous, fresh=fresh))
+                                   previous=previous, fresh=fresh, on_epoch=live_epochs(tracker, cfg)))
         _add_paired_tests(cfg, fm, results)  # over the merged records: kept ones keep their saved scores
         _keep_online(cfg, fm, results, previous)
         atomic.write_json(out / RESULTS_FILE, results)
@@ -72,7 +74,7 @@ def _publish(cfg: ExperimentConfig, results: dict, tracker: Tracker) -> None:
     out = Path(cfg.out_dir)
     write_report(results, out)
     track_report(tracker, cfg, out)
-    print(f"[crossadapt] wrote {out / RESULTS_FILE} and {out / 'report.md'}", flush=True)
+    _say(f"wrote {out / RESULTS_FILE} and {out / 'report.md'}")
     storage.upload(out, cfg.storage)  # results and checkpoints outlive the machine (no-op when unset)
 
 
@@ -114,7 +116,8 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
     from crossadapt.online.coordinator import drift_periods, drift_trace_of, run_online
 
     trace = drift_trace_of(cfg, fm)
-    new = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace)
+    new = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace,
+                     on_window=live_windows(tracker, cfg))
     results["online"] = merge_online(cfg, fm, results.get("online", {}), new, teacher_ckpt, students)
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
                               "student_checkpoints": {str(s): p for s, p in students.items()},
@@ -145,8 +148,8 @@ def merge_online(cfg: ExperimentConfig, fm, old: dict, new: dict, teacher_ckpt: 
     kept = {m: b for m, b in old.items() if m not in new and isinstance(b, dict) and b.get("fingerprint") == fps[m]}
     dropped = sorted(set(old) - set(new) - set(kept))
     if dropped:
-        print(f"[crossadapt] results.json: dropped the earlier online block(s) {dropped}: made with another "
-              "config, data, code or starting checkpoints; run those online methods again to get them back", flush=True)
+        _say(f"results.json: dropped the earlier online block(s) {dropped}: made with another "
+             "config, data, code or starting checkpoints; run those online methods again to get them back")
     return {**kept, **{m: {**b, "fingerprint": fps[m]} for m, b in new.items()}}
 
 

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from crossadapt import click_rates
+from crossadapt import click_rates, log
 from crossadapt.config import ExperimentConfig
 from crossadapt.data import arrays as A
 from crossadapt.data.ray_data import period_row_counts
@@ -27,8 +27,7 @@ from crossadapt.train import engine
 CHANCE_SDS = 2.0
 
 
-def _say(msg: str) -> None:
-    print(f"[crossadapt] {msg}", flush=True)
+_say = log.sayer(__name__)
 
 
 def score_history_tail(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str) -> dict:
