@@ -17,6 +17,7 @@ from crossadapt.errors import ResourcesError
 log = logging.getLogger(__name__)
 # True when init_ray started Ray in this process (no cluster, so no autoscaler that could add GPUs).
 _LOCAL = {"started": False}
+MIN_STARTUP_CONCURRENCY = 16
 
 
 def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
@@ -37,6 +38,11 @@ def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True, runtime_env=ray_logs.runtime_env())
     else:
+        # Ray expects at most one worker process starting per CPU and warns at 4x that; a Ray Train run
+        # alone starts ~8 (controller, its helper actors, dataset manager, split coordinator, workers),
+        # so on a small machine every run warned. A local Ray lets 16 start at once (a user setting wins).
+        if (num_cpus or os.cpu_count() or 1) < MIN_STARTUP_CONCURRENCY:
+            os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(MIN_STARTUP_CONCURRENCY))
         ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=True,
                  dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", configure_logging=False,
                  runtime_env=ray_logs.runtime_env())

@@ -19,15 +19,19 @@ reaches it. Source by source (the run's noise and what keeps it out):
   whether the Train controller lives: ``crossadapt.ray_init`` starts the dashboard (127.0.0.1) and
   ``setup_worker`` gives each worker its own cluster's address, so the question is asked of the
   right cluster (with several Ray instances on one machine it crashed, or could ask another's).
+- A traceback Ray Data's file listing prints when its pool's completion thread loses a race with the
+  pool's shutdown (harmless, listing done; frequent on a loaded machine): ``_quiet_listing_race``.
 - Two lines Ray's core logs at E level on every successful run, about its own internals, with no
   setting to turn them off: ``filter_forwarded`` drops exactly those (see ``NOISE``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -81,7 +85,15 @@ def runtime_env() -> dict[str, Any]:
     """The job-level runtime env that carries these settings to every worker (on a cluster too)."""
     level = os.environ.get(log.LEVEL_ENV, "INFO")
     quiet = {} if log.level_from_env() <= log.VERBOSE else QUIET_WORKER_ENV
-    return {"worker_process_setup_hook": SETUP_HOOK, "env_vars": {log.LEVEL_ENV: level, **quiet}}
+    env: dict[str, Any] = {"worker_process_setup_hook": SETUP_HOOK, "env_vars": {log.LEVEL_ENV: level, **quiet}}
+    # Under `ray job submit`, Ray merges this with the submitted runtime env and refuses the same field
+    # or variable in both: the submitted one is kept.
+    try:
+        submitted = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")).get("runtime_env") or {}
+    except (ValueError, AttributeError):
+        submitted = {}
+    env["env_vars"] = {k: v for k, v in env["env_vars"].items() if k not in (submitted.get("env_vars") or {})}
+    return {k: v for k, v in env.items() if v and (k == "env_vars" or k not in submitted)}
 
 
 def setup_worker() -> None:
@@ -92,6 +104,7 @@ def setup_worker() -> None:
     log.setup_worker()
     # Ray Train's own state export reads a Ray Data option Ray deprecated (in its DatasetManager actor).
     warnings.filterwarnings("ignore", message=re.escape("`ExecutionOptions.exclude_resources` is deprecated"))
+    threading.excepthook = _quiet_listing_race(threading.excepthook)
     if log.level_from_env() > log.VERBOSE:
         # Ray Train logs "Reporting training result ... metrics={...}" on a logger named by its file's
         # path, outside ``ray.train``, so its LoggingConfig misses it; this is that logger.
@@ -104,6 +117,24 @@ def setup_worker() -> None:
         address = ray.get_runtime_context().gcs_address
         if address:
             os.environ["RAY_ADDRESS"] = address
+
+
+def _quiet_listing_race(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """``threading.excepthook`` less one Ray Data race: its file listing (``ListFiles``) finishes, the
+    listing generator shuts its thread pool down, and the pool's completion thread, late (a loaded
+    machine), is interrupted putting its stop markers and dies printing a traceback: nothing was lost,
+    every file was listed. Any other thread's exception is printed as before."""
+    def excepthook(args: Any) -> None:
+        tb = args.exc_traceback
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = tb.tb_frame.f_code.co_filename if tb is not None else ""
+        if (args.exc_type is InterruptedError and str(getattr(args.thread, "name", "")).endswith("completion-signaler")
+                and where.replace(os.sep, "/").endswith("ray/data/_internal/util.py")):
+            return
+        hook(args)
+
+    return excepthook
 
 
 def train_logging(verbose: bool | None = None) -> Any:

@@ -112,3 +112,68 @@ def test_conversion_passes_report_rows_with_an_eta_when_the_total_is_known(caplo
     assert lines[3].startswith("criteo x.txt: pass 2 of 2: done, 100 valid rows in ")
     assert lines[4].startswith("criteo x.txt: pass 1 of 2: 30 valid rows so far, ")  # no total: no ETA
     assert len(lines) == 6
+
+
+def test_ray_lines_dropped_are_exactly_the_two_known_ones_from_their_process():
+    from crossadapt.ray_logs import is_noise
+
+    gcs = {"pid": "gcs_server", "is_err": True}
+    kill = "[2026-11-28 05:00:01,123 E 123 456] gcs_actor_manager.cc:1234: Failed to kill actor 0a1b, status: RpcError"
+    assert is_noise(gcs, kill)
+    assert not is_noise({"pid": 4242, "actor_name": "RayTrainWorker"}, kill)  # same words, another process
+    assert not is_noise(gcs, "[2026-11-28 05:00:01,123 E 123 456] gcs_server.cc:99: Failed to start GCS server")
+    watcher = ("[2026-11-28 05:00:01,123 E 77 77] core_worker.cc:2900: Actor with class name: 'PreemptionWatcher' "
+               "and ID: '9f' has constructor arguments in the object store and max_restarts > 0.")
+    assert is_noise({"pid": 77, "actor_name": "TrainController"}, watcher)
+    assert not is_noise({"pid": 77, "actor_name": "TrainController"}, "Training failed: ValueError")
+
+
+def test_worker_runtime_env_leaves_what_a_submitted_job_sets_to_the_submission(monkeypatch):
+    """Ray refuses to merge a driver's runtime env with the submitted one when both set a field or variable."""
+    import json
+
+    from crossadapt.ray_logs import SETUP_HOOK, runtime_env
+
+    monkeypatch.setenv(log.LEVEL_ENV, "INFO")
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert runtime_env() == {"worker_process_setup_hook": SETUP_HOOK,
+                             "env_vars": {log.LEVEL_ENV: "INFO", "TORCH_CPP_LOG_LEVEL": "ERROR"}}
+    monkeypatch.setenv(log.LEVEL_ENV, "DEBUG")  # --verbose: torch's C++ warnings shown too
+    assert runtime_env()["env_vars"] == {log.LEVEL_ENV: "DEBUG"}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(
+        {"runtime_env": {"working_dir": "gcs://x.zip", "worker_process_setup_hook": "mine.hook",
+                         "env_vars": {log.LEVEL_ENV: "WARNING"}}}))
+    assert runtime_env() == {}
+
+
+def test_only_ray_datas_listing_race_is_kept_off_the_console():
+    """The completion thread of Ray Data's listing pool, interrupted after the listing finished, dies
+    quietly; the same error in any other thread, or another error there, is printed."""
+    import threading
+
+    from ray.data._internal.util import _InterruptibleQueue  # the queue whose put raises
+
+    from crossadapt.ray_logs import _quiet_listing_race
+
+    seen = []
+    hook = _quiet_listing_race(lambda args: seen.append((args.thread.name, args.exc_type)))
+
+    def run(name, fn):
+        old = threading.excepthook
+        threading.excepthook = hook
+        try:
+            t = threading.Thread(target=fn, name=name)
+            t.start()
+            t.join()
+        finally:
+            threading.excepthook = old
+
+    def ray_put_interrupted():
+        q = _InterruptibleQueue(1, threading.Event())
+        q._interrupted_event.set()
+        q.put(1)  # raises InterruptedError inside ray/data/_internal/util.py
+
+    run("pool-4/completion-signaler", ray_put_interrupted)
+    run("mine", ray_put_interrupted)
+    run("pool-4/completion-signaler", lambda: 1 / 0)
+    assert seen == [("mine", InterruptedError), ("pool-4/completion-signaler", ZeroDivisionError)]

@@ -8,6 +8,7 @@ the teacher's early stopping saw, which neither was fit on.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -100,5 +101,5 @@ def judge_teacher(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str) -> d
     if not cfg.distill.allow_weak_teacher:
         raise WeakTeacherError(f"{problem}. Distilling it would transfer nothing: no student was trained. "
                                "Train a better teacher, or set distill.allow_weak_teacher: true to go on.")
-    _say(f"warning: {problem}; going on (distill.allow_weak_teacher)")
+    logging.getLogger(__name__).warning(f"{problem}; going on (distill.allow_weak_teacher)")
     return {**figures, "weak": True}
