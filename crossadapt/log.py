@@ -48,7 +48,17 @@ class Formatter(logging.Formatter):
 
 
 class _Handler(logging.StreamHandler):
-    """The one console handler (a class of its own, so that ``setup`` replaces it rather than adding one)."""
+    """The one console handler (a class of its own, so that ``setup`` replaces it rather than adding one).
+    Without a stream of its own it writes to ``sys.stdout`` as it is at each record (tests swap it)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream or sys.stdout)
+        self.follow_stdout = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.follow_stdout:
+            self.stream = sys.stdout
+        super().emit(record)
 
 
 def level_from_env(default: int = NORMAL) -> int:
@@ -70,7 +80,7 @@ def setup(level: int = NORMAL, stream: TextIO | None = None, propagate_env: bool
     root = logging.getLogger()
     for h in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(h)
-    handler = _Handler(stream or sys.stdout)
+    handler = _Handler(stream)
     handler.setFormatter(Formatter())
     root.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.WARNING:
