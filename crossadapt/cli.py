@@ -143,7 +143,19 @@ def cmd_tables(args: argparse.Namespace) -> int:
     from crossadapt.experiment.compare import load_results
     from crossadapt.experiment.tables import tables_markdown
 
-    print(tables_markdown(load_results(args.run_dir)))
+    results = load_results(args.run_dir)
+    if not args.readme:
+        print(tables_markdown(results))
+        return 0
+    from crossadapt.experiment import readme_tables
+
+    readme = Path(args.readme)
+    copy = readme.parent / "results" / f"{args.name}.json"
+    text = readme_tables.splice(readme.read_text(), args.name,
+                                readme_tables.render(results, copy.relative_to(readme.parent).as_posix()))
+    atomic.write_json(copy, results)
+    atomic.write_text(readme, text)
+    print(f"[crossadapt] {readme}: block '{args.name}' printed from {args.run_dir}/results.json (copy: {copy})")
     return 0
 
 
@@ -232,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = command("tables", help="the README's result tables (Markdown) from a run folder's results.json")
     sp.add_argument("run_dir", help="an experiment folder (out_dir of an earlier run)")
+    sp.add_argument("--readme", default=None, help="write the tables into this README's block instead of printing")
+    sp.add_argument("--name", default="demo", help="the README block: <!-- results: NAME --> ... <!-- /results -->")
     sp.set_defaults(func=cmd_tables)
 
     sp = command("demo", help="the whole pipeline on synthetic logs: results.json + report.md")

@@ -73,7 +73,8 @@ def reruns(ray_session, tmp_path_factory):
         teacher=ModelConfig(name="dnn", embed_dim=8, hidden_units=(16,)),
         student=ModelConfig(name="dcnv2", embed_dim=16, hidden_units=(16,), num_cross_layers=1),
         optim=OptimConfig(lr=3e-3, epochs=2, patience=1, batch_size=256),
-        distill=DistillConfig(phase1_epochs=1, phase2_epochs=1, r=0.2, batch_size=64),
+        # a 4-field world of 2000-row periods: its teacher is not judged here (test_teacher_check does)
+        distill=DistillConfig(phase1_epochs=1, phase2_epochs=1, r=0.2, batch_size=64, allow_weak_teacher=True),
         resources=ResourcesConfig(num_workers=1, cpus_per_worker=1.0, use_gpu="false"),
         tracking=TrackingConfig(wandb="disabled"),
     )
@@ -142,11 +143,12 @@ def test_records_of_another_teacher_are_dropped(reruns):
 def test_online_blocks_of_other_methods_are_kept_while_they_match(tiny_online_world, online_cfg, tmp_path):
     root, fm, teacher, student = tiny_online_world
     cfg = online_cfg(root, tmp_path)
-    fps = online_fingerprints(cfg, fm, ["student_only", "crossadapt"], teacher, student)
+    students = {0: student}
+    fps = online_fingerprints(cfg, fm, ["student_only", "crossadapt"], teacher, students)
     old = {"student_only": {"windows": [], "fingerprint": fps["student_only"]},
            "sync_codistill": {"windows": [], "fingerprint": "made-from-another-student"}}
-    merged = merge_online(cfg, fm, old, {"crossadapt": {"windows": [{"auc": 0.7}]}}, teacher, student)
+    merged = merge_online(cfg, fm, old, {"crossadapt": {"windows": [{"auc": 0.7}]}}, teacher, students)
     assert set(merged) == {"student_only", "crossadapt"}
     assert merged["crossadapt"]["fingerprint"] == fps["crossadapt"]
     # the same blocks against another starting student: the earlier one is stale
-    assert set(merge_online(cfg, fm, old, {}, teacher, teacher)) == set()
+    assert set(merge_online(cfg, fm, old, {}, teacher, {0: teacher})) == set()

@@ -165,7 +165,7 @@ def test_transfer_stops_before_any_student_trains(world, constant_teacher, tmp_p
 
     trained = []
     monkeypatch.setattr(run, "init_ray", lambda *a, **k: None)
-    monkeypatch.setattr(offline, "train_teacher", lambda cfg, fm, out, seed=0: (
+    monkeypatch.setattr(offline, "train_teacher", lambda cfg, fm, out, **k: (
         trained.append("teacher"),
         TrainOutcome(best_checkpoint=constant_teacher, best_valid_auc=0.5, history=[], train_seconds=0.0,
                      wall_seconds=0.0, samples_seen=0))[1])

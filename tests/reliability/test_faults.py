@@ -38,14 +38,14 @@ def _wait_gone(pid: int, timeout: float = 60.0) -> bool:
     return False
 
 
-def _kill_at_pause(directory: Path, killed: dict, timeout: float = 600.0) -> threading.Thread:
-    """A thread that waits for the process paused in ``directory`` (``faults.PAUSED_FILE``), SIGKILLs
-    it and records ``{"pid", "at", "gone"}`` in ``killed``. The process waits at its pause point,
-    so the kill lands exactly there."""
+def _kill_at_pause(directory: Path, killed: dict, ready=lambda: True, timeout: float = 600.0) -> threading.Thread:
+    """A thread that waits for the process paused in ``directory`` (``faults.PAUSED_FILE``) and for
+    ``ready()``, SIGKILLs it and records ``{"pid", "at", "gone"}`` in ``killed``. The process waits at
+    its pause point, so the kill lands exactly there."""
     def run() -> None:
         paused = directory / faults.PAUSED_FILE
         end = time.monotonic() + timeout
-        while not paused.exists() and time.monotonic() < end:
+        while not (paused.exists() and ready()) and time.monotonic() < end:
             time.sleep(0.05)
         if paused.exists():
             info = json.loads(paused.read_text())
@@ -55,6 +55,23 @@ def _kill_at_pause(directory: Path, killed: dict, timeout: float = 600.0) -> thr
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
+
+
+def _registered_epochs(storage: Path, run_prefix: str) -> int:
+    """Epochs in the latest checkpoint Ray Train's controller registered under ``storage/<run_prefix>-*``
+    (what it would resume from); 0 before any."""
+    import torch
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    for snap in storage.glob(f"{run_prefix}-*/{CHECKPOINT_MANAGER_SNAPSHOT_FILENAME}"):
+        try:
+            latest = json.loads(snap.read_text()).get("latest_checkpoint_result")
+            if latest:
+                state = torch.load(snap.parent / latest["checkpoint_dir_name"] / "state.pt", weights_only=True)
+                return len(state["state"]["history"])
+        except (OSError, ValueError, RuntimeError, KeyError):
+            return 0  # written at this moment: look again
+    return 0
 
 
 def test_pause_point_waits_once_where_asked_and_nowhere_else(tmp_path):
@@ -87,9 +104,11 @@ def test_killed_train_worker_resumes_from_its_last_checkpoint(ray_session, tmp_p
                        batch_size=256, patience=5, seed=0, checkpoint_interval_s=0)
         train, valid = ray_data.window_split(root, [0, 1], fm, valid_fraction=0.1)
         killer = None
-        if kill:  # rank 0 after the first epoch of phase 2 and its checkpoint report
+        if kill:  # rank 0 after the first epoch of phase 2 and its checkpoint report, once the
+            # controller registered that checkpoint (it polls the workers' reports on its own clock)
             faults.request_pause(job.run_dir, rank=0, phase=1, epoch=0)
-            killer = _kill_at_pause(Path(job.run_dir), killed)
+            killer = _kill_at_pause(Path(job.run_dir), killed,
+                                    ready=lambda: _registered_epochs(tmp_path / "ray_storage", name) >= 3)
         out = fit(job, train, valid, resources)
         if killer:
             killer.join(timeout=5)
@@ -99,12 +118,9 @@ def test_killed_train_worker_resumes_from_its_last_checkpoint(ray_session, tmp_p
     faulty, progress = run("faulty", kill=True)
     # the kill happened where asked, and the process is gone
     assert killed.get("at") == {"rank": 0, "phase": 1, "epoch": 0} and killed["gone"]
-    # Ray Train started a new worker group from a checkpoint, not from scratch. Its controller takes
-    # each worker's reports from a queue of one: the report of (1, 0) returned only once that of
-    # (0, 1) was taken, so the resume point is the state after (0, 1) or, if the controller also took
-    # the last report before the kill, after (1, 0); never earlier
+    # Ray Train started a new worker group from the checkpoint of (1, 0), the last one it registered
     assert clean_progress["resumed_from"] is None
-    assert progress["resumed_from"] in ({"phase": 1, "epoch": 0}, {"phase": 1, "epoch": 1})
+    assert progress["resumed_from"] == {"phase": 1, "epoch": 1}
     assert progress["pid"] != killed["pid"] and progress["done"]
     # every epoch ran once in the end: an epoch whose checkpoint was lost was replayed from the one before
     assert [(h["phase"], h["epoch"]) for h in faulty.history] == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)]
@@ -122,7 +138,7 @@ def test_interrupted_fit_resumes_on_rerun_and_a_changed_job_starts_afresh(ray_se
     import torch
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
-    EPOCHS = 20  # tiny epochs (~0.1 s): enough of them for Ray Train's controller to register a checkpoint
+    EPOCHS = 20  # tiny epochs (~0.1 s)
 
     root = tmp_path / "data"
     generate(SyntheticConfig(num_fields=4, vocab_size=100, rows_per_period=3000, num_periods=2, drift_periods=(1,),
@@ -134,33 +150,20 @@ def test_interrupted_fit_resumes_on_rerun_and_a_changed_job_starts_afresh(ray_se
                    patience=EPOCHS, seed=0, checkpoint_interval_s=0)  # no early stop: every epoch runs
     train, valid = ray_data.window_split(root, [0, 1], fm, valid_fraction=0.1)
 
-    def registered() -> bool:  # Ray Train's controller has taken a checkpoint it would resume from
-        for snap in (tmp_path / "ray_storage").glob(f"job-*/{CHECKPOINT_MANAGER_SNAPSHOT_FILENAME}"):
-            try:
-                return json.loads(snap.read_text()).get("latest_checkpoint_result") is not None
-            except (OSError, ValueError):
-                return False
-        return False
-
-    killed = []
-
-    def after_three_epochs(progress: dict) -> bool:
-        if progress["phase"] == 0 and progress["epoch"] >= 3 and registered():
-            killed.append(progress["epoch"])
-        return bool(killed)
-
-    killer = _kill_when(Path(job.run_dir) / "progress.json", after_three_epochs)
+    killed: dict = {}
+    # the worker stops after epoch 3 and its report; killed once the controller registered that checkpoint
+    faults.request_pause(job.run_dir, rank=0, phase=0, epoch=3)
+    killer = _kill_at_pause(Path(job.run_dir), killed, ready=lambda: _registered_epochs(tmp_path / "ray_storage", "job") >= 4)
     with pytest.raises(Exception):  # no retry left: the command fails
         fit(job, train, valid, resources)
-    killer.join(timeout=1)
-    assert killed, "the worker was never killed"
+    killer.join(timeout=5)
+    assert killed.get("at") == {"rank": 0, "phase": 0, "epoch": 3} and killed["gone"], "the worker was never killed"
     [interrupted] = (tmp_path / "ray_storage").glob("job-*")
-    # Where Ray Train will resume: the latest checkpoint its controller registered (newer ones on
-    # disk may not have been registered when the kill came; epochs here take well under its poll).
+    # Where Ray Train will resume: the latest checkpoint its controller registered
     snapshot = json.loads((interrupted / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
     latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
     saved = torch.load(interrupted / latest / "state.pt", weights_only=True)["state"]["history"]
-    assert 1 <= len(saved) < EPOCHS
+    assert len(saved) == 4  # epochs 0..3, the registered checkpoint
 
     other = fit(dataclasses.replace(job, run_dir=str(tmp_path / "other"), phases=(Phase(EPOCHS, 2e-3),)), train, valid,
                 resources)
