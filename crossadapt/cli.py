@@ -155,7 +155,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
                                 readme_tables.render(results, copy.relative_to(readme.parent).as_posix()))
     atomic.write_json(copy, results)
     atomic.write_text(readme, text)
-    print(f"[crossadapt] {readme}: block '{args.name}' printed from {args.run_dir}/results.json (copy: {copy})")
+    _say(f"{readme}: block '{args.name}' printed from {args.run_dir}/results.json (copy: {copy})")
     return 0
 
 
