@@ -19,6 +19,9 @@ reaches it. Source by source (the run's noise and what keeps it out):
   whether the Train controller lives: ``crossadapt.ray_init`` starts the dashboard (127.0.0.1) and
   ``setup_worker`` gives each worker its own cluster's address, so the question is asked of the
   right cluster (with several Ray instances on one machine it crashed, or could ask another's).
+- The raylet's "N PYTHON worker processes have been started ... 4x the maximum expected startup
+  concurrency" on a machine of few CPUs (a Ray Train run alone starts ~8): ``crossadapt.ray_init``
+  lets a local Ray start 16 at once.
 - A traceback Ray Data's file listing prints when its pool's completion thread loses a race with the
   pool's shutdown (harmless, listing done; frequent on a loaded machine): ``_quiet_listing_race``.
 - Two lines Ray's core logs at E level on every successful run, about its own internals, with no
