@@ -71,7 +71,8 @@ def level_from_env(default: int = NORMAL) -> int:
 
 
 def setup(level: int = NORMAL, stream: TextIO | None = None, propagate_env: bool = True) -> logging.Handler:
-    """Send ``crossadapt`` records of ``level`` and above to ``stream`` (default stdout, where the ``[crossadapt]`` lines always went), one line each.
+    """Send ``crossadapt`` records of ``level`` and above to ``stream``, one line each (default: stdout, as
+    it is at each record, where the ``[crossadapt]`` lines always went).
 
     Other libraries' records reach the same handler through the root logger from WARNING up. Calling
     it again replaces the handler (tests, or a second ``main`` in one process). ``propagate_env``:
