@@ -54,6 +54,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    if cfg.teacher_import.program:
+        raise ConfigError(f"teacher_import.program: the teacher is imported ({cfg.teacher_import.program}), "
+                          "not trained here; `crossadapt transfer` uses it as it is")
     from crossadapt import storage
     from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
     from crossadapt.experiment.prepare import prepare_data
@@ -167,6 +170,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, _overrides(args.set or []))  # --out is the export folder, not out_dir
+    from crossadapt.experiment.bring_your_own import checkpoint_to_export
+    from crossadapt.models.export import export_student
+
+    checkpoint = args.checkpoint or checkpoint_to_export(cfg, args.method, args.seed)
+    data = args.data or (cfg.data.root if Path(cfg.data.root).is_dir() else None)
+    manifest = export_student(checkpoint, args.out, data_root=data, overwrite=args.force)
+    _say(f"exported {checkpoint} -> {args.out} ({manifest['program']}, feature_map.json"
+         f"{', vocab.json' if manifest['vocabularies'] else ', no vocabularies (ids encoded outside crossadapt)'}; "
+         f"max |logit difference| {manifest['max_abs_logit_diff']:.1e})")
+    return 0
+
+
 def _verbosity() -> argparse.ArgumentParser:
     """``--quiet``/``--verbose``, accepted before the command and after it."""
     p = argparse.ArgumentParser(add_help=False)
@@ -237,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--space", required=True, help="search space file, e.g. tune_spaces/offline.yaml")
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_tune)
+
+    sp = command("export", help="a student as a torch.export program + feature map + vocabularies, for serving")
+    sp.add_argument("--out", required=True, help="folder to write (must be absent or empty, unless --force)")
+    sp.add_argument("--checkpoint", help="student checkpoint (default: from the config's out_dir results.json: "
+                                         "--method's student after the online stage, else its offline one)")
+    sp.add_argument("--config", help="YAML config (its out_dir and data.root)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. out_dir=runs/x")
+    sp.add_argument("--data", help="encoded data root whose vocab.json to ship (default: the config's data.root)")
+    sp.add_argument("--method", default="crossadapt", help="method whose student to export (default crossadapt)")
+    sp.add_argument("--seed", type=int, default=None, help="seed whose student to export (default: the first)")
+    sp.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    sp.set_defaults(func=cmd_export)
 
     sp = command("compare", help="side-by-side table of experiment folders (their results.json)")
     sp.add_argument("run_dirs", nargs="+", help="experiment folders (out_dir of earlier runs)")

@@ -45,6 +45,15 @@ from crossadapt.experiment.teacher_check import judge_teacher
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import evaluate_predictions, fmt
 from crossadapt.models import load_checkpoint
+from crossadapt.models.teacher_import import (
+    MANIFEST_FILE,
+    import_teacher,
+    is_imported,
+    load_teacher_model,
+    read_manifest,
+    teacher_embedding_path,
+    teacher_trainable,
+)
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
@@ -64,8 +73,8 @@ def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> A.Arrays:
 
 
 def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, float]:
-    """Test metrics of a checkpoint (its feature map must match the data's)."""
-    model = load_checkpoint(path, expected_feature_map=fm).model
+    """Test metrics of a checkpoint (its feature map must match the data's) or an imported teacher."""
+    model = load_teacher_model(path, fm)
     return engine.evaluate(model, data)
 
 
@@ -168,14 +177,15 @@ def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, fo
 
         _say(f"projection: {rows} rows on {cfg.projection.num_actors} projection actors")
         # Actors write their rows straight into this file: no projected shard travels through Ray.
-        result = project_distributed(teacher_ckpt, ranges, cfg.student.embed_dim, cfg.projection,
+        result = project_distributed(teacher_embedding_path(teacher_ckpt), ranges, cfg.student.embed_dim, cfg.projection,
                                      sample_rows=cfg.projection.report_rows,
                                      out_path=folder / "student_table.npy")
     else:
         from crossadapt.projection import project_embedding_state
 
         _say(f"projection: {rows} rows < projection.actor_min_rows={cfg.projection.actor_min_rows}: in-process")
-        state = load_checkpoint(teacher_ckpt, expected_feature_map=fm).model.state_dict()
+        state = (torch.load(teacher_embedding_path(teacher_ckpt), map_location="cpu", weights_only=True)
+                 if is_imported(teacher_ckpt) else load_checkpoint(teacher_ckpt, expected_feature_map=fm).model.state_dict())
         result = project_embedding_state(state["embedding.table.weight"], ranges, cfg.student.embed_dim,
                                          cfg.projection, numeric=state.get("embedding.numeric"),
                                          sample_rows=cfg.projection.report_rows)
@@ -235,8 +245,10 @@ class OfflinePlan:
     Attributes:
         code: the code fingerprint.
         data: data fingerprints of the ``teacher``, ``window`` and ``test`` periods.
-        teacher: the teacher's job (``run_dir`` and ``fingerprint`` set).
+        teacher: the teacher's job (``run_dir`` and ``fingerprint`` set); for an imported teacher
+            its folder and import fingerprint (nothing trains it).
         projection: the projection's fingerprint; its folder is ``projection_dir``.
+        imported: the teacher is a deployed model (``teacher_import``), not trained here.
     """
 
     cfg: ExperimentConfig
@@ -246,10 +258,12 @@ class OfflinePlan:
     data: dict[str, str]
     teacher: TrainJob
     projection: str
+    imported: bool = False
 
     @property
     def teacher_checkpoint(self) -> str:
-        return str(Path(self.teacher.run_dir) / "best.pt")
+        """The teacher's best checkpoint, or an imported teacher's manifest."""
+        return str(Path(self.teacher.run_dir) / (MANIFEST_FILE if self.imported else "best.pt"))
 
     @property
     def projection_dir(self) -> Path:
@@ -286,10 +300,15 @@ def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> 
     data = {k: F.data_fingerprint(cfg.data.root, fmd, A.period_range(span)) for k, span in
             (("teacher", cfg.data.teacher_periods), ("window", cfg.data.window_periods),
              ("test", cfg.data.test_periods))}
-    teacher = bound_history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, 0,
-                                {"rows": data["teacher"], "valid_fraction": cfg.data.valid_fraction})
+    if cfg.teacher_import.program:  # a deployed teacher: checked and bound to the bytes it is made of
+        manifest = Path(import_teacher(cfg.teacher_import, fm, out_dir))
+        teacher = TrainJob(name="teacher", run_dir=str(manifest.parent), model=cfg.teacher, feature_map=fm.to_dict(),
+                           fingerprint=read_manifest(manifest)["fingerprint"])
+    else:
+        teacher = bound_history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, 0,
+                                    {"rows": data["teacher"], "valid_fraction": cfg.data.valid_fraction})
     projection = F.projection_fingerprint(teacher.fingerprint, cfg.student.embed_dim, cfg.projection, code)
-    return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection)
+    return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection, bool(cfg.teacher_import.program))
 
 
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
@@ -382,9 +401,16 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     out_dir = Path(out_dir)
     previous = previous or {}
     plan = plan_offline(cfg, fm, out_dir)
-    _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods "
-         f"{list(A.period_range(cfg.data.teacher_periods))} (fingerprint {F.short(plan.teacher.fingerprint)})")
-    teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher, on_epoch=on_epoch)
+    if plan.imported:
+        _say(f"teacher: imported {cfg.teacher_import.program} (fingerprint {F.short(plan.teacher.fingerprint)}), "
+             f"not trained; {'trainable' if teacher_trainable(plan.teacher_checkpoint) else 'frozen'} online")
+        teacher = TrainOutcome(best_checkpoint=plan.teacher_checkpoint, best_valid_auc=None, history=[],
+                               train_seconds=0.0, wall_seconds=0.0, samples_seen=0,
+                               fingerprint=plan.teacher.fingerprint, reused=True)
+    else:
+        _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods "
+             f"{list(A.period_range(cfg.data.teacher_periods))} (fingerprint {F.short(plan.teacher.fingerprint)})")
+        teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher, on_epoch=on_epoch)
     check = judge_teacher(cfg, fm, teacher.best_checkpoint)  # a teacher no better than counting stops here
     test = test_arrays(cfg, fm)
     teacher_metrics = evaluate_checkpoint(teacher.best_checkpoint, fm, test)
@@ -419,7 +445,8 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     return {
         "teacher": {**teacher_metrics, "train_seconds": teacher.train_seconds, "checkpoint": teacher.best_checkpoint,
                     "history": teacher.history, "check": check, "fingerprint": teacher.fingerprint,
-                    "reused": teacher.reused},
+                    "reused": teacher.reused, "imported": plan.imported,
+                    "trainable": teacher_trainable(teacher.best_checkpoint)},
         "offline": summarize(records),
         "offline_records": records,
         "offline_checkpoints": {m: [r["checkpoint"] for r in records if r["method"] == m] for m in methods},

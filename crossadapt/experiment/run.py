@@ -20,7 +20,9 @@ from crossadapt.experiment.paired import paired_tests
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
 from crossadapt.experiment.track import live_epochs, live_windows, track_offline, track_online, track_report
+from crossadapt.experiment.bring_your_own import check_bring_your_own
 from crossadapt.models import load_checkpoint
+from crossadapt.models.teacher_import import is_imported, load_teacher_model, teacher_trainable
 from crossadapt.ray_init import init_ray
 from crossadapt.tracking import Tracker
 
@@ -48,10 +50,11 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    fm = prepare_data(cfg)
+    cfg = check_bring_your_own(cfg, fm)  # a user class or an imported teacher that does not fit: before Ray
     atomic.write_json(out / "config.json", to_dict(cfg))
     previous = read_results(out)
     init_ray()
-    fm = prepare_data(cfg)
     results: dict = {"config": to_dict(cfg)}
     tracker = Tracker(cfg.tracking, out)
     if "offline" in stages:
@@ -92,6 +95,7 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
         raise ConfigError(f"{path}: no offline results to take checkpoints from; pass --teacher and --student "
                           "or run `crossadapt transfer` first")
     fm = prepare_data(cfg)
+    cfg = check_bring_your_own(cfg, fm)
     if not teacher_ckpt or not student_ckpt:
         # only the checkpoints this config would produce: never those of another config, silently
         check_current(plan_offline(cfg, fm, out), results, ("crossadapt",) if not student_ckpt else ())
@@ -99,7 +103,10 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
     # One given student starts every seed's streams; otherwise each seed starts from its own.
     students = {s: student_ckpt for s in cfg.seeds} if student_ckpt else _crossadapt_students(results, cfg.seeds)
     # Before Ray or any actor starts: a checkpoint that does not fit the data or the config is named here.
-    load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
+    if is_imported(teacher_ckpt):
+        load_teacher_model(teacher_ckpt, fm)
+    else:
+        load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
     for ckpt in dict.fromkeys(students.values()):
         load_checkpoint(ckpt, expected_feature_map=fm, expected_model=("student", cfg.student))
     init_ray()
@@ -122,6 +129,8 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
                               "student_checkpoints": {str(s): p for s, p in students.items()},
                               "stream_periods": list(cfg.data.stream_periods),
+                              # an imported teacher that cannot be trained stays frozen in every method
+                              "teacher_trainable": teacher_trainable(teacher_ckpt),
                               "drift_window_rows": cfg.online.drift_window_rows,
                               "theta_low": cfg.online.theta_low, "theta_high": cfg.online.theta_high,
                               "drift_trace": trace.pooled()}
@@ -137,8 +146,11 @@ def online_fingerprints(cfg: ExperimentConfig, fm, methods, teacher_ckpt: str,
     data = F.data_fingerprint(cfg.data.root, fm.to_dict(), periods)
     teacher = F.checkpoint_identity(teacher_ckpt)
     student = {str(s): F.checkpoint_identity(p) for s, p in sorted(students.items())}
-    return {m: F.online_fingerprint(cfg.online, m, sorted(students), teacher, student, data, F.code_fingerprint())
-            for m in methods}
+    code = F.code_fingerprint()
+    user = F.model_code_fingerprint(cfg.student.name)
+    if user:  # the online actors rebuild a user class from its current code
+        code = F.digest({"code": code, "student_code": user})
+    return {m: F.online_fingerprint(cfg.online, m, sorted(students), teacher, student, data, code) for m in methods}
 
 
 def merge_online(cfg: ExperimentConfig, fm, old: dict, new: dict, teacher_ckpt: str, students: dict[int, str]) -> dict:

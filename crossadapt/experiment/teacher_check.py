@@ -20,7 +20,7 @@ from crossadapt.data.ray_data import period_row_counts
 from crossadapt.errors import WeakTeacherError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import UndefinedMetricWarning, auc, chance_auc_sd
-from crossadapt.models import load_checkpoint
+from crossadapt.models.teacher_import import load_teacher_model
 from crossadapt.train import engine
 
 #: How many chance standard deviations above 0.5 a teacher's AUC must reach (about 2.3 % of
@@ -36,7 +36,7 @@ def score_history_tail(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str)
     periods = A.period_range(cfg.data.teacher_periods)
     total = sum(period_row_counts(cfg.data.root, periods))
     cut = A.tail_start(total, cfg.data.valid_fraction)
-    model = load_checkpoint(teacher_ckpt, expected_feature_map=fm).model.cpu()
+    model = load_teacher_model(teacher_ckpt, fm)
     counts = click_rates.ClickCounts.zeros(fm.vocab_sizes)
     log_odds = None
     labels, teacher, baseline = [], [], []

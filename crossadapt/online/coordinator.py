@@ -52,6 +52,7 @@ from crossadapt.data.synthetic import read_meta
 from crossadapt.errors import CheckpointError, ConfigError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import fmt
+from crossadapt.models import load_checkpoint, read_checkpoint, save_checkpoint
 from crossadapt.online.actors import StudentActor, TeacherActor
 from crossadapt.online.drift import DriftTrace, WindowDriftDetector, drift_trace
 from crossadapt.online.methods import get_online_method, teacher_interval
@@ -61,6 +62,8 @@ from crossadapt.progress import Heartbeat, Progress
 from crossadapt.ray_init import cpu_share, resolve_use_gpu
 
 STATE_FILE = "stream.pt"
+#: The student after the stream, as a checkpoint, beside the commit.
+FINAL_STUDENT = "student.pt"
 #: Times one period is replayed after actor failures before the stage gives up.
 MAX_RESTARTS = 3
 
@@ -247,6 +250,7 @@ class OnlineStream:
         return {
             "seed": self.seed,
             "student_checkpoint": self.student_ckpt,
+            "final_checkpoint": self._save_final(state),
             "windows": windows,
             "wall_seconds": time.perf_counter() - t0,
             # the training loops only (batching, steps, soft labels, teacher updates, exchanges)
@@ -265,6 +269,19 @@ class OnlineStream:
             "restarts": self.restarts,
             "tau": self.interval,
         }
+
+    def _save_final(self, state: dict[str, Any]) -> str:
+        """The student after the whole stream as a checkpoint (``<seed folder>/student.pt``): what
+        ``crossadapt export`` serves. Written once per stream fingerprint."""
+        path = self.dir / FINAL_STUDENT
+        if path.is_file() and read_checkpoint(path)["extra"].get("fingerprint") == self.fingerprint:
+            return str(path)
+        ck = load_checkpoint(self.student_ckpt, expected_feature_map=self.fm)
+        ck.model.load_state_dict(state["student"]["model"])
+        save_checkpoint(path, ck.model, ck.model_cfg, self.fm, {"fingerprint": self.fingerprint, "online_method": self.method,
+                                                                "seed": self.seed, "periods": self.periods,
+                                                                "start_checkpoint": self.student_ckpt})
+        return str(path)
 
     def _period_with_retries(self, committed: dict[str, Any]) -> dict[str, Any]:
         for attempt in range(MAX_RESTARTS + 1):

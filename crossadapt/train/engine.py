@@ -23,7 +23,8 @@ from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.losses import distillation_loss
 from crossadapt.metrics import evaluate_predictions
-from crossadapt.models import build_model, load_checkpoint
+from crossadapt.models import build_model
+from crossadapt.models.teacher_import import load_teacher_model
 from crossadapt.models.embedding import embedding_parameters, set_embedding_trainable
 from crossadapt.progress import Heartbeat
 
@@ -247,7 +248,7 @@ def job_teacher_logits(job: TrainJob, fm: FeatureMap, train: Tensors) -> torch.T
     if not (job.teacher_checkpoint and job.alpha > 0):
         return None
     device = train["ids"].device
-    teacher = load_checkpoint(job.teacher_checkpoint, expected_feature_map=fm).model.to(device)
+    teacher = load_teacher_model(job.teacher_checkpoint, fm, device)  # a zoo checkpoint or an imported teacher
     return predict_logits(teacher, train, amp=job.amp)
 
 

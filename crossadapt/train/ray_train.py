@@ -6,6 +6,15 @@ for that shard are computed once, in the same worker, in inference mode. Rank 0 
 validation split each epoch (exact AUC), decides early stopping for everyone, keeps the best model
 as ``<run_dir>/best.pt`` and reports a resumable checkpoint each epoch.
 
+Bad data is a deterministic error, never retried: Ray Train's failure handling restarts the worker
+group on any worker error, which is right for a dead process or node and wrong for a bad row. The
+files are checked on the driver before the datasets are built (``crossadapt.data.file_checks``,
+naming file, column and row); a data error a worker meets anyway (a file changed since) stops
+every rank at the same point, rank 0 writes it to the job's run folder (``data_error.json``) and
+the workers return normally, so Ray Train never sees an error to retry; ``fit_many`` raises it.
+Rank 0 counts the worker group's starts in the first job's folder (``worker_starts.json``: 1
+unless a worker failed and Ray Train restarted the group).
+
 Runs are bound to their jobs' fingerprints (``TrainJob.fingerprint``, see ``crossadapt.fingerprint``):
 a job whose run folder holds an ``outcome.json`` of the same fingerprint is finished and is not
 trained again; Ray Train's storage is named by the fingerprints of the run's jobs, so an interrupted
@@ -27,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
+import pyarrow as pa
 import ray
 import ray.train
 import torch
@@ -38,6 +48,7 @@ from crossadapt import atomic, faults, ray_logs
 from crossadapt import fingerprint as F
 from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
+from crossadapt.errors import DataError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.ray_init import cpu_share, resolve_use_gpu, train_workers
 from crossadapt.models import save_checkpoint
@@ -49,6 +60,10 @@ _log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 OUTCOME_FILE = "outcome.json"
 PROGRESS_FILE = "progress.json"  # rank 0's latest epoch and the job's history so far
+#: Written by rank 0 when a data error stopped the run; ``fit_many`` raises it on the driver.
+DATA_ERROR_FILE = "data_error.json"
+#: How many times Ray Train started the worker group of the last run whose first job is in this folder.
+STARTS_FILE = "worker_starts.json"
 
 
 @dataclass
@@ -111,11 +126,14 @@ def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point: run ``config["jobs"]`` (``TrainJob`` dicts) one after another.
 
     Several jobs share one worker group so that its start-up (seconds per fit) is paid once; each
-    job reads its datasets by name, and each named dataset is materialised once per worker.
+    job reads its datasets by name, and each named dataset is materialised once per worker. A data
+    error stops every rank before the job trains and is left for ``fit_many`` (module docstring).
     """
     jobs = [from_dict(TrainJob, j) for j in config["jobs"]]
     rank, world = _world()
     device = ray.train.torch.get_device()
+    if rank == 0:
+        _count_start(Path(jobs[0].run_dir))
     cache: dict[str, engine.Tensors] = {}
 
     def data(key: str) -> engine.Tensors:
@@ -141,12 +159,60 @@ def train_loop_per_worker(config: dict) -> None:
             job.run_dir, job.fingerprint) else None
         if resume and rank == 0:
             _log.info("%s resumed at phase %d epoch %d", job.name, resume["state"]["phase"], resume["state"]["epoch"])
-        valid = data(job.valid_key) if rank == 0 and job.valid_key in config["valid_keys"] else None
-        state = _run_job(job, data(job.train_key), valid, rank, world, device, resume)
+        error = None
+        try:
+            train = data(job.train_key)
+            valid = data(job.valid_key) if rank == 0 and job.valid_key in config["valid_keys"] else None
+        except Exception as e:  # a data error is agreed on below; any other error propagates (and is retried)
+            error = _data_error(e, job.train_key)
+        if coll.min(0.0 if error is not None else 1.0) == 0.0:  # every rank stops here, none waits for another
+            _write_data_error(error, job, rank, world)
+            return
+        state = _run_job(job, train, valid, rank, world, device, resume)
         if rank == 0:
             best = state["best_auc"]
             _log.info(progress.done(f"{job.name}: {len(state['history'])} epochs"
                                     + (f", best valid auc {best:.4f}" if best is not None else "")))
+
+
+def _count_start(run_dir: Path) -> None:
+    path = run_dir / STARTS_FILE
+    try:
+        starts = int(json.loads(path.read_text())["starts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        starts = 0
+    atomic.write_json(path, {"starts": starts + 1})
+
+
+def _data_error(e: BaseException, source: str) -> DataError:
+    """The data error behind ``e``: a ``DataError`` raised here or in a Ray Data read task (which Ray
+    wraps), or pyarrow failing to decode a page; any other error is raised again as it is."""
+    c: BaseException | None = e
+    seen: set[int] = set()
+    while c is not None and id(c) not in seen:
+        seen.add(id(c))
+        cause = getattr(c, "cause", None)  # a RayTaskError's original exception
+        if isinstance(cause, DataError):
+            return DataError(str(cause))
+        if isinstance(c, DataError) and not isinstance(c, ray.exceptions.RayError):
+            return c
+        if isinstance(c, pa.ArrowException):
+            return DataError(f"{source}: reading the data failed: {' '.join(str(c).split())}")
+        c = cause if isinstance(cause, BaseException) else (c.__cause__ or c.__context__)
+    raise e
+
+
+def _write_data_error(error: DataError | None, job: TrainJob, rank: int, world: int) -> None:
+    """Every rank's message to rank 0 (a collective call), which writes the first one found to
+    ``<run_dir>/data_error.json``."""
+    mine = None if error is None else str(error)
+    messages = [mine]
+    if world > 1:
+        messages = [None] * world
+        dist.all_gather_object(messages, mine)
+    if rank == 0:
+        first, message = next((r, m) for r, m in enumerate(messages) if m is not None)
+        atomic.write_json(Path(job.run_dir) / DATA_ERROR_FILE, {"message": message, "rank": first, "job": job.name})
 
 
 def _collective(rank: int, world: int, device: torch.device) -> engine.Collective:
@@ -386,6 +452,9 @@ def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, sto
     missing = sorted(set(train_keys) - set(datasets))
     if missing:
         raise ValueError(f"jobs name datasets {missing} that were not given")
+    for j in jobs:  # this run's own records only
+        (Path(j.run_dir) / DATA_ERROR_FILE).unlink(missing_ok=True)
+    (Path(jobs[0].run_dir) / STARTS_FILE).unlink(missing_ok=True)
     use_gpu = resolve_use_gpu(resources)
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -409,4 +478,10 @@ def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, sto
     t0 = time.perf_counter()
     with _EpochFeed(jobs, on_epoch) if on_epoch else contextlib.nullcontext():
         trainer.fit()
+    for j in jobs:  # a data error stopped every worker, which returned without an error for Ray Train to retry
+        path = Path(j.run_dir) / DATA_ERROR_FILE
+        if path.exists():
+            raise DataError(f"{json.loads(path.read_text())['message']} (met by a Ray Train worker in job {j.name}, "
+                            "not retried; the files passed their checks before training, so one changed since: "
+                            "run again to have it named)")
     return time.perf_counter() - t0
