@@ -20,13 +20,13 @@ step() {  # step NAME SECONDS CMD...: run with a limit, keep its log, print one 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, ray; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'ray', ray.__version__)"
 if [ "$MODE" = final ]; then
-  step train 170 python3 benchmarks/train_throughput.py --device cuda --no-extras --rows 1048576 --epochs 2 \
+  step train 150 python3 benchmarks/train_throughput.py --device cuda --no-extras --rows 1048576 --epochs 2 \
     --out "$OUT/train_throughput.json"
-  ( s=$(date +%s); timeout 300 python3 -m crossadapt.cli demo --quick --out /tmp/demo \
+  ( s=$(date +%s); timeout 250 python3 -m crossadapt.cli demo --quick --out /tmp/demo \
       --set resources.use_gpu=true > "$OUT/demo.log" 2>&1; echo "rc=$? wall=$(( $(date +%s) - s )) s" > "$OUT/demo_wall.txt"
     cp /tmp/demo/results.json "$OUT/demo_results.json" 2>/dev/null ) &
   step pytest_gpu 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py
-  step projection 90 python3 benchmarks/projection.py --device cuda --actors 1 --out "$OUT/projection.json"
+  step projection 90 python3 benchmarks/projection.py --device cuda --actors 1 --rows 10000000 --cpu-rows 2000000 --out "$OUT/projection.json"
   wait; echo "== demo $(cat "$OUT/demo_wall.txt")"; tail -n 4 "$OUT/demo.log"
   echo "total $(( $(date +%s) - t0 )) s"; exit 0
 fi

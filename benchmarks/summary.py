@@ -46,7 +46,8 @@ def train(res: dict[str, Any]) -> str:
     c = res["config"]
     rows = []
     for batch, runs in res["runs"].items():
-        bare = runs["bare:1thr"]["joint_samples_per_s"]["median"]
+        # the reference loop: "bare:1thr" on CPU (one thread, like the Ray worker), "bare:fp32" on GPU
+        bare = next(r for n, r in runs.items() if n.startswith("bare"))["joint_samples_per_s"]["median"]
         for name, run in runs.items():
             joint = run["joint_samples_per_s"]["median"]
             rows.append([batch, name, _si(run["frozen_samples_per_s"]["median"]), _si(joint), _r(joint / bare),
@@ -102,7 +103,9 @@ def main() -> None:
             print(f"### {name}\n\n(no {path}: run `python benchmarks/{name}.py --quick`)\n")
             continue
         res = json.loads(path.read_text())
-        print(f"### {name} (`python benchmarks/{name}.py --quick`, {res.get('runtime_s', 0):.0f} s)\n")
+        cfg = res.get("config", {})
+        how = "--quick" if cfg.get("quick", True) else f"--device {cfg.get('device', 'cpu')}"
+        print(f"### {name} (`python benchmarks/{name}.py {how}`, {res.get('runtime_s', 0):.0f} s)\n")
         print(f"Machine: {_machine(res)}.\n")
         print(fn(res) + "\n")
 

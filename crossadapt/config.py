@@ -17,12 +17,58 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from crossadapt.data.schema_rules import check_schema_forms  # pure parsing (no I/O, no pyarrow)
 from crossadapt.errors import ConfigError
 
 T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- sections
+
+
+@dataclass
+class TableSchema:
+    """How a tabular log (``data.source: table``) maps to labels, fields, time and periods.
+
+    Read by ``crossadapt.data.converters.table``; the keys are checked here (types, forms) and the
+    columns against the files' header there, each error naming ``data.schema.<key>`` or the column.
+
+    Example (YAML)::
+
+        schema:
+          label: rating          # a 0/1 column, or any column with a rule in `positive`
+          positive: ">= 4"       # >=, >, == or in [a, b]
+          categorical: [user_id, item_id, site]   # empty: every column not named elsewhere
+          numeric: [price]
+          numeric_transform: log # none: float features; log: Criteo buckets as categorical fields
+          time: event_time       # unix seconds, unix milliseconds or ISO 8601 (time_format: auto)
+          period: 1d             # a duration (s, m, h, d) or a row count
+          drop: [leaky_column]
+    """
+
+    label: str = ""
+    # Empty: the label column holds 0/1. Else a rule that makes it 0/1: ">= 4", "> 0.5", "== click",
+    # "in [click, purchase]" (numbers compare as numbers, anything else as the trimmed text).
+    positive: str = ""
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    numeric_transform: Literal["none", "log"] = "none"
+    time: str = ""
+    time_format: Literal["auto", "unix_s", "unix_ms", "iso8601"] = "auto"
+    # "30m", "6h", "1d" (UTC-aligned buckets of that length) or a row count (an integer): rows in
+    # file order, that many per period. Without a time column only a row count is possible.
+    period: str | int = ""
+    # Duration periods only: a row may arrive this many periods after the latest period seen so far
+    # (late logs) and still go to its own period; rows later than that are skipped as late_row.
+    late_periods: int = 1
+    drop: tuple[str, ...] = ()
+    # Column separator; "": tab for .tsv/.tab files, else comma. Fields may be quoted with ".
+    delimiter: str = ""
+    # Column names of files without a header line (empty: the first line is the header).
+    columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_schema_forms(self)
 
 
 @dataclass
@@ -35,7 +81,8 @@ class DataConfig:
     """
 
     root: str = "runs/synthetic/data"
-    source: Literal["synthetic", "criteo", "avazu", "kdd12", "parquet"] = "synthetic"
+    source: Literal["synthetic", "criteo", "avazu", "kdd12", "parquet", "table"] = "synthetic"
+    # Raw logs: a file, or for ``table`` a path or glob of CSV/TSV/parquet files (read in name order).
     raw_path: str = ""
     # Raw logs only: split the rows, in time (file) order, into this many periods (0: the
     # converter's default, one per day for Avazu, one in all for Criteo/KDD12) and map tokens seen
@@ -47,6 +94,8 @@ class DataConfig:
     test_periods: tuple[int, int] = (8, 9)
     stream_periods: tuple[int, int] = (9, 16)
     valid_fraction: float = 0.1
+    # data.source table: the columns, label, time and periods of the log (see TableSchema).
+    schema: TableSchema = field(default_factory=TableSchema)
 
     def __post_init__(self) -> None:
         for name in ("teacher_periods", "window_periods", "test_periods", "stream_periods"):
@@ -58,6 +107,13 @@ class DataConfig:
         if self.num_periods < 0 or self.min_count < 1:
             raise ConfigError(f"data.num_periods must be >= 0 and data.min_count >= 1, got "
                               f"{self.num_periods}, {self.min_count}")
+        if self.source == "table":
+            if not self.schema.label:
+                raise ConfigError("data.schema.label: data.source table needs the label column")
+            if self.schema.period in ("", 0):
+                raise ConfigError("data.schema.period: data.source table needs a period (e.g. 1d, 6h or a row count)")
+            if self.num_periods:
+                raise ConfigError("data.num_periods: not used by data.source table (data.schema.period cuts the periods)")
 
 
 #: Ranges models are trained on, and ranges models are scored on (the stream's windows are scored
@@ -166,6 +222,37 @@ class ModelConfig:
             raise ConfigError("model.batch_norm and model.layer_norm: choose at most one normalisation")
         if self.senet_reduction < 1:
             raise ConfigError(f"model.senet_reduction: must be >= 1, got {self.senet_reduction}")
+
+
+@dataclass
+class TeacherImportConfig:
+    """A deployed model brought as the teacher instead of one trained here (``program`` set).
+
+    ``program``: a TorchScript file (``torch.jit.save``) or a ``torch.export`` program (``.pt2``,
+    ``torch.export.save``) whose forward takes ``(ids int64 [B, F_cat], dense float32 [B, F_num])``
+    in feature-map order (the schema's categorical fields as listed, then log-bucketed numeric
+    ones; ``dense``: the numeric columns with ``numeric_transform: none``) and returns logits [B].
+    ``tables``: a ``torch.save`` file of ``{field name: tensor (rows, d_f)}``, the embedding table
+    of each categorical field (dims may differ per field), and optionally ``(d,)`` vectors of
+    numeric fields. ``vocabularies``: JSON ``{"oov_index": 0, "fields": {name: {raw value: row}}}``
+    (``oov_index`` an int or a per-field mapping), or ``{name: [values]}`` where value i has row
+    i + 1 and OOV is row 0 (the ``vocab.json`` a conversion or ``crossadapt export`` writes).
+    Checked by ``crossadapt.models.teacher_import`` before any training; needs ``data.source: table``,
+    whose encoder then adopts these vocabularies.
+    """
+
+    program: str = ""
+    tables: str = ""
+    vocabularies: str = ""
+    format: Literal["auto", "torchscript", "export"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.program and not (self.tables and self.vocabularies):
+            missing = [k for k in ("tables", "vocabularies") if not getattr(self, k)]
+            raise ConfigError(f"teacher_import.{missing[0]}: needed with teacher_import.program (the projection reads "
+                              "the tables, the encoder adopts the vocabularies)")
+        if not self.program and (self.tables or self.vocabularies):
+            raise ConfigError("teacher_import.program: tables and vocabularies are given without the teacher's program")
 
 
 @dataclass
@@ -377,6 +464,8 @@ class ExperimentConfig:
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     teacher: ModelConfig = field(default_factory=lambda: ModelConfig(name="dnn", embed_dim=16))
     student: ModelConfig = field(default_factory=lambda: ModelConfig(name="dcnv2", embed_dim=32))
+    # A deployed teacher to import (then ``teacher`` is not trained; see TeacherImportConfig).
+    teacher_import: TeacherImportConfig = field(default_factory=TeacherImportConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
@@ -538,6 +627,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     try:
         cfg = from_dict(ExperimentConfig, d)
         check_periods(cfg.data)
+        if cfg.teacher_import.program and cfg.data.source != "table":
+            raise ConfigError(f"teacher_import: needs data.source table (the encoder adopts the teacher's "
+                              f"vocabularies), got data.source {cfg.data.source!r}")
         return absolute_paths(cfg)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
@@ -554,8 +646,11 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` with its local paths absolute: Ray workers and actors do not run in the driver's folder."""
     data = dataclasses.replace(cfg.data, root=absolute_location(cfg.data.root),
                                raw_path=absolute_location(cfg.data.raw_path))
+    ti = cfg.teacher_import
+    teacher_import = dataclasses.replace(ti, program=absolute_location(ti.program), tables=absolute_location(ti.tables),
+                                         vocabularies=absolute_location(ti.vocabularies))
     return dataclasses.replace(cfg, out_dir=absolute_location(cfg.out_dir), storage=absolute_location(cfg.storage),
-                               data=data)
+                               data=data, teacher_import=teacher_import)
 
 
 def replace(cfg: T, **changes: Any) -> T:

@@ -16,7 +16,9 @@ In a fingerprint:
 - ``resources.num_workers``: ``batch_size`` is per worker, so the global batch and the number of
   steps per epoch depend on it;
 - the fingerprints of the stages it starts from (teacher, projection) instead of their file paths;
-- the code version.
+- the code version, and for a user model class (``package.module:Class``) the bytes of its module file;
+  an imported teacher enters as the sha256 of its program, tables and vocabularies
+  (``crossadapt.models.teacher_import``).
 
 Not in it: where things go and how often (``out_dir``, ``storage``, ``tracking``, run folders,
 checkpoint intervals, ``max_failures``); placement that changes floating-point rounding but not the
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -142,8 +145,12 @@ def train_fingerprint(job: TrainJob, data: Mapping[str, Any], num_workers: int, 
         upstream: fingerprints of the stages whose files the job reads (``teacher``, ``projection``).
     """
     fields = {k: v for k, v in to_dict(job).items() if k not in JOB_EXCLUDED}
-    return digest({"stage": "train", "job": fields, "data": dict(data), "num_workers": num_workers, "code": code,
-                   "upstream": dict(upstream or {})})
+    doc = {"stage": "train", "job": fields, "data": dict(data), "num_workers": num_workers, "code": code,
+           "upstream": dict(upstream or {})}
+    user = model_code_fingerprint(job.model.name)
+    if user:  # a user class (package.module:Class): its code is part of what the stage computes
+        doc["model_code"] = user
+    return digest(doc)
 
 
 def projection_fingerprint(teacher: str, embed_dim: int, projection: ProjectionConfig, code: str) -> str:
@@ -171,9 +178,27 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def model_code_fingerprint(name: str) -> str:
+    """``""`` for a zoo model; for a user class ``package.module:Class`` the sha256 of its qualified
+    name and of its module file's bytes (the file that defines it; modules it imports are not
+    followed: keep a class and what it computes with in one file, or version them together)."""
+    if ":" not in name:
+        return ""
+    from crossadapt.models.registry import user_model_class
+
+    cls = user_model_class(name)
+    source = inspect.getsourcefile(cls)
+    body = Path(source).read_bytes() if source and Path(source).is_file() else b""
+    return hashlib.sha256(f"{cls.__module__}:{cls.__qualname__}".encode() + b"\0" + body).hexdigest()
+
+
 def checkpoint_identity(path: str | os.PathLike) -> str:
     """The fingerprint a checkpoint was saved with (``extra["fingerprint"]``), else the sha256 of its bytes
-    (a checkpoint made elsewhere, e.g. a deployed teacher)."""
+    (a checkpoint made elsewhere); an imported teacher's manifest gives its import fingerprint."""
+    from crossadapt.models.teacher_import import is_imported, read_manifest
+
+    if is_imported(path):
+        return read_manifest(path)["fingerprint"]
     fp = read_checkpoint(path, mmap=True)["extra"].get("fingerprint")
     return fp if isinstance(fp, str) and fp else file_sha256(path)
 

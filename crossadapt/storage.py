@@ -15,10 +15,12 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from crossadapt import atomic
+from crossadapt import atomic, log
 from crossadapt.config import absolute_location
 from crossadapt.errors import ConfigError
 from crossadapt.tracking import INDEX_FILE
+
+_say = log.sayer(__name__)
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
@@ -70,7 +72,7 @@ def upload(local_dir: str | Path, storage: str) -> str | None:
         pafs.copy_files(str(src / rel), f"{path}/{rel}", source_filesystem=local, destination_filesystem=fs)
     for rel in (f for f in MERGED if f in files):
         MERGED[rel](fs, f"{path}/{rel}", json.loads((src / rel).read_bytes()))
-    print(f"[crossadapt] copied {src} to {dest}", flush=True)
+    _say(f"copied {src} to {dest}")
     return dest
 
 
@@ -132,8 +134,7 @@ def _merge_results(fs: pafs.FileSystem, path: str, local: Any) -> None:
             stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
             aside = f"{path.rsplit('/', 1)[0]}/results.{stamp}.json"
             fs.copy_file(path, aside)
-            print(f"[crossadapt] storage: the copy's {RESULTS_FILE} held results this run's does not; kept as {aside}",
-                  flush=True)
+            _say(f"storage: the copy's {RESULTS_FILE} held results this run's does not; kept as {aside}")
     _write_json(fs, path, local)
 
 

@@ -78,6 +78,7 @@ SECTION_CHANGES = {
     "synthetic": ("zipf_a", 1.3),
     "teacher": ("dropout", 0.1),
     "student": ("dropout", 0.1),
+    "teacher_import": ("format", "torchscript"),
     "optim": ("patience", 5),
     "distill": ("alpha", 0.5),
     "projection": ("oversample", 4),

@@ -1,8 +1,11 @@
 """Ray Data access to the encoded logs: read periods, seeded sampling at ratio ``r``, time splits.
 
-Schemas are checked against the feature map up front (cheap, footer only) so a bad file is named
-before any worker starts. Rows reach Ray Train workers as column batches that
-``crossadapt.data.arrays.columns_to_arrays`` turns into the arrays dict.
+Every file is checked against the data contract on the driver before a dataset is built
+(``crossadapt.data.file_checks``: footer, schema and every value, once per file and process), so a
+bad file is a ``DataError`` naming its file, column and row before any worker starts, never an
+error inside a Ray Train worker that its failure handling would retry. Rows reach Ray Train
+workers as column batches that ``crossadapt.data.arrays.columns_to_arrays`` turns into the arrays
+dict.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import ray
 import ray.data
 
 from crossadapt.data import arrays as A
+from crossadapt.data import file_checks
 from crossadapt.errors import DataError
 from crossadapt.featuremap import FeatureMap
 
@@ -30,12 +34,7 @@ def read_logs(root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap) -
     # Time splits and tail validation rely on row order, which Ray Data does not keep by default.
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     files = A.period_files(root, periods)
-    for f in files:
-        try:
-            schema = pq.read_schema(f)
-        except Exception as e:  # pyarrow raises several types for broken footers
-            raise DataError(f"{f}: not a readable parquet file ({e})") from e
-        A.check_schema(schema, fm, str(f))
+    file_checks.check_files(files, fm)
     return ray.data.read_parquet([str(f) for f in files], file_extensions=None).select_columns(_columns(fm))
 
 
@@ -103,7 +102,7 @@ def dataset_from_arrays(a: A.Arrays, fm: FeatureMap) -> ray.data.Dataset:
 
 def period_row_counts(root: str | os.PathLike, periods: Iterable[int]) -> list[int]:
     """Row count of each period, from parquet footers (no data read)."""
-    return [sum(pq.ParquetFile(f).metadata.num_rows for f in A.period_files(root, [k])) for k in periods]
+    return [sum(file_checks.open_parquet(f).metadata.num_rows for f in A.period_files(root, [k])) for k in periods]
 
 
 def window_split(
@@ -123,13 +122,14 @@ def window_split(
     """
     periods = list(periods)
     A.check_sample_ratio(r)
+    logs = read_logs(root, periods, fm)  # checks the files first: a broken footer is named, not counted
     counts = period_row_counts(root, periods)
     total = sum(counts)
     cut = A.tail_start(total, valid_fraction)
     if cut <= 0:
         raise DataError(f"{root}: periods {periods} hold {total} rows, too few for a validation split")
     bounds = sorted({b for b in np.cumsum(counts)[:-1].tolist() if b < cut} | {cut})
-    pieces = read_logs(root, periods, fm).split_at_indices(bounds)
+    pieces = logs.split_at_indices(bounds)
     pool, valid = pieces[:-1], pieces[-1] if cut < total else None
     if cut == total:
         pool = pieces[:-1] if pieces[-1].count() == 0 else pieces

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from crossadapt import atomic
+from crossadapt import atomic, log
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
@@ -45,18 +45,26 @@ from crossadapt.experiment.teacher_check import judge_teacher
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import evaluate_predictions, fmt
 from crossadapt.models import load_checkpoint
+from crossadapt.models.teacher_import import (
+    MANIFEST_FILE,
+    import_teacher,
+    is_imported,
+    load_teacher_model,
+    read_manifest,
+    teacher_embedding_path,
+    teacher_trainable,
+)
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
-from crossadapt.train.ray_train import TrainOutcome, fit_many
+from crossadapt.train.ray_train import EpochCallback, TrainOutcome, fit_many
 
 if TYPE_CHECKING:
     import ray.data
 
 
 
-def _say(msg: str) -> None:
-    print(f"[crossadapt] {msg}", flush=True)
+_say = log.sayer(__name__)
 
 
 def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> A.Arrays:
@@ -65,8 +73,8 @@ def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> A.Arrays:
 
 
 def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, float]:
-    """Test metrics of a checkpoint (its feature map must match the data's)."""
-    model = load_checkpoint(path, expected_feature_map=fm).model
+    """Test metrics of a checkpoint (its feature map must match the data's) or an imported teacher."""
+    model = load_teacher_model(path, fm)
     return engine.evaluate(model, data)
 
 
@@ -122,12 +130,13 @@ def teacher_job(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, seed
 
 
 def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: int = 0, fresh: bool = False,
-                  job: TrainJob | None = None) -> TrainOutcome:
+                  job: TrainJob | None = None, on_epoch: EpochCallback | None = None) -> TrainOutcome:
     """Train the teacher (``cfg.teacher``) on the whole history with early stopping; a finished
-    teacher of the same fingerprint in ``out_dir`` is reused (``fresh``: trained again)."""
+    teacher of the same fingerprint in ``out_dir`` is reused (``fresh``: trained again). ``on_epoch``:
+    see ``fit_many``."""
     job = job or teacher_job(cfg, fm, out_dir, seed)
     outcome = fit_many([job], lambda _: dict(zip(("train", "valid"), history_datasets(cfg, fm))), cfg.resources,
-                       name="teacher", storage_dir=out_dir, fresh=fresh)[0]
+                       name="teacher", storage_dir=out_dir, fresh=fresh, on_epoch=on_epoch)[0]
     if outcome.reused:
         _say(f"teacher: finished earlier with this fingerprint in {job.run_dir}: reused, not retrained")
     return outcome
@@ -168,14 +177,15 @@ def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, fo
 
         _say(f"projection: {rows} rows on {cfg.projection.num_actors} projection actors")
         # Actors write their rows straight into this file: no projected shard travels through Ray.
-        result = project_distributed(teacher_ckpt, ranges, cfg.student.embed_dim, cfg.projection,
+        result = project_distributed(teacher_embedding_path(teacher_ckpt), ranges, cfg.student.embed_dim, cfg.projection,
                                      sample_rows=cfg.projection.report_rows,
                                      out_path=folder / "student_table.npy")
     else:
         from crossadapt.projection import project_embedding_state
 
         _say(f"projection: {rows} rows < projection.actor_min_rows={cfg.projection.actor_min_rows}: in-process")
-        state = load_checkpoint(teacher_ckpt, expected_feature_map=fm).model.state_dict()
+        state = (torch.load(teacher_embedding_path(teacher_ckpt), map_location="cpu", weights_only=True)
+                 if is_imported(teacher_ckpt) else load_checkpoint(teacher_ckpt, expected_feature_map=fm).model.state_dict())
         result = project_embedding_state(state["embedding.table.weight"], ranges, cfg.student.embed_dim,
                                          cfg.projection, numeric=state.get("embedding.numeric"),
                                          sample_rows=cfg.projection.report_rows)
@@ -235,8 +245,10 @@ class OfflinePlan:
     Attributes:
         code: the code fingerprint.
         data: data fingerprints of the ``teacher``, ``window`` and ``test`` periods.
-        teacher: the teacher's job (``run_dir`` and ``fingerprint`` set).
+        teacher: the teacher's job (``run_dir`` and ``fingerprint`` set); for an imported teacher
+            its folder and import fingerprint (nothing trains it).
         projection: the projection's fingerprint; its folder is ``projection_dir``.
+        imported: the teacher is a deployed model (``teacher_import``), not trained here.
     """
 
     cfg: ExperimentConfig
@@ -246,10 +258,12 @@ class OfflinePlan:
     data: dict[str, str]
     teacher: TrainJob
     projection: str
+    imported: bool = False
 
     @property
     def teacher_checkpoint(self) -> str:
-        return str(Path(self.teacher.run_dir) / "best.pt")
+        """The teacher's best checkpoint, or an imported teacher's manifest."""
+        return str(Path(self.teacher.run_dir) / (MANIFEST_FILE if self.imported else "best.pt"))
 
     @property
     def projection_dir(self) -> Path:
@@ -286,23 +300,29 @@ def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> 
     data = {k: F.data_fingerprint(cfg.data.root, fmd, A.period_range(span)) for k, span in
             (("teacher", cfg.data.teacher_periods), ("window", cfg.data.window_periods),
              ("test", cfg.data.test_periods))}
-    teacher = bound_history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, 0,
-                                {"rows": data["teacher"], "valid_fraction": cfg.data.valid_fraction})
+    if cfg.teacher_import.program:  # a deployed teacher: checked and bound to the bytes it is made of
+        manifest = Path(import_teacher(cfg.teacher_import, fm, out_dir))
+        teacher = TrainJob(name="teacher", run_dir=str(manifest.parent), model=cfg.teacher, feature_map=fm.to_dict(),
+                           fingerprint=read_manifest(manifest)["fingerprint"])
+    else:
+        teacher = bound_history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, 0,
+                                    {"rows": data["teacher"], "valid_fraction": cfg.data.valid_fraction})
     projection = F.projection_fingerprint(teacher.fingerprint, cfg.student.embed_dim, cfg.projection, code)
-    return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection)
+    return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection, bool(cfg.teacher_import.program))
 
 
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
                  test: A.Arrays, methods: list[str] | None = None, seeds: list[int] | None = None,
-                 fresh: bool = False) -> list[dict]:
+                 fresh: bool = False, on_epoch: EpochCallback | None = None) -> list[dict]:
     """Train every (method, seed) student in one Ray Train run (finished ones of the same fingerprint
-    are reused) and evaluate each on the test period(s)."""
+    are reused) and evaluate each on the test period(s). Its rank 0 says "job k of N" with an ETA after
+    each student; ``on_epoch``: see ``fit_many``."""
     methods = list(methods or cfg.methods)
     seeds = list(cfg.seeds if seeds is None else seeds)
     pairs = [(m, s) for s in seeds for m in methods]
     jobs = [plan.student(m, s) for m, s in pairs]
     outcomes = fit_many(jobs, lambda pending: student_datasets(cfg, fm, pending), cfg.resources, name="students",
-                        storage_dir=plan.out_dir, fresh=fresh)
+                        storage_dir=plan.out_dir, fresh=fresh, on_epoch=on_epoch)
     reused = [f"{m}-seed{s}" for (m, s), o in zip(pairs, outcomes) if o.reused]
     if reused:
         _say(f"students finished earlier with the same fingerprints, reused: {', '.join(reused)}")
@@ -370,19 +390,27 @@ def summarize(records: list[dict], keys: tuple[str, ...] = SUMMARY_KEYS) -> dict
 
 
 def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record: Callable[[dict], None] | None = None,
-                previous: dict | None = None, fresh: bool = False) -> dict:
+                previous: dict | None = None, fresh: bool = False, on_epoch: EpochCallback | None = None) -> dict:
     """Teacher, projection and every configured method over every seed; returns the results blocks.
 
     Stages finished earlier with the same fingerprint are reused (see the module docstring);
     ``previous`` (an earlier results.json of ``out_dir``) contributes the records this config
-    reproduces. ``on_record`` sees each record of the methods run now.
+    reproduces. ``on_record`` sees each record of the methods run now, ``on_epoch`` each epoch of the
+    teacher and students trained now, while they train (see ``fit_many``).
     """
     out_dir = Path(out_dir)
     previous = previous or {}
     plan = plan_offline(cfg, fm, out_dir)
-    _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods "
-         f"{list(A.period_range(cfg.data.teacher_periods))} (fingerprint {F.short(plan.teacher.fingerprint)})")
-    teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher)
+    if plan.imported:
+        _say(f"teacher: imported {cfg.teacher_import.program} (fingerprint {F.short(plan.teacher.fingerprint)}), "
+             f"not trained; {'trainable' if teacher_trainable(plan.teacher_checkpoint) else 'frozen'} online")
+        teacher = TrainOutcome(best_checkpoint=plan.teacher_checkpoint, best_valid_auc=None, history=[],
+                               train_seconds=0.0, wall_seconds=0.0, samples_seen=0,
+                               fingerprint=plan.teacher.fingerprint, reused=True)
+    else:
+        _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods "
+             f"{list(A.period_range(cfg.data.teacher_periods))} (fingerprint {F.short(plan.teacher.fingerprint)})")
+        teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher, on_epoch=on_epoch)
     check = judge_teacher(cfg, fm, teacher.best_checkpoint)  # a teacher no better than counting stops here
     test = test_arrays(cfg, fm)
     teacher_metrics = evaluate_checkpoint(teacher.best_checkpoint, fm, test)
@@ -400,7 +428,7 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
              f"{fmt(s.get('within_field_rel_error'), '.2e')}, across fields {fmt(cross, '.2e')}")
 
     _say(f"students: {len(cfg.methods)} methods x {len(cfg.seeds)} seeds in one Ray Train run")
-    new = run_students(cfg, fm, plan, proj_seconds, test, fresh=fresh)
+    new = run_students(cfg, fm, plan, proj_seconds, test, fresh=fresh, on_epoch=on_epoch)
     for rec in new:
         _say(f"{rec['method']} seed {rec['seed']}: test auc {fmt(rec['auc'])} logloss {rec['logloss']:.4f} "
              f"bias {fmt(rec['bias'], '+.3f')} train {rec['train_seconds']:.1f} s" + (" (reused)" if rec["reused"] else ""))
@@ -417,7 +445,8 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     return {
         "teacher": {**teacher_metrics, "train_seconds": teacher.train_seconds, "checkpoint": teacher.best_checkpoint,
                     "history": teacher.history, "check": check, "fingerprint": teacher.fingerprint,
-                    "reused": teacher.reused},
+                    "reused": teacher.reused, "imported": plan.imported,
+                    "trainable": teacher_trainable(teacher.best_checkpoint)},
         "offline": summarize(records),
         "offline_records": records,
         "offline_checkpoints": {m: [r["checkpoint"] for r in records if r["method"] == m] for m in methods},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crossadapt import atomic, storage
+from crossadapt import atomic, log, storage
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
@@ -20,10 +20,14 @@ from crossadapt.experiment.lock import holds_out_dir
 from crossadapt.experiment.paired import paired_tests
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
-from crossadapt.experiment.track import track_offline, track_online, track_report
+from crossadapt.experiment.track import live_epochs, live_windows, track_offline, track_online, track_report
+from crossadapt.experiment.bring_your_own import check_bring_your_own
 from crossadapt.models import load_checkpoint
+from crossadapt.models.teacher_import import is_imported, load_teacher_model, teacher_trainable
 from crossadapt.ray_init import init_ray
 from crossadapt.tracking import Tracker
+
+_say = log.sayer(__name__)
 
 
 def read_results(out_dir: str | Path) -> dict:
@@ -48,16 +52,17 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
 
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    fm = prepare_data(cfg)
+    cfg = check_bring_your_own(cfg, fm)  # a user class or an imported teacher that does not fit: before Ray
     atomic.write_json(out / "config.json", to_dict(cfg))
     previous = read_results(out)
     init_ray()
-    fm = prepare_data(cfg)
     results: dict = {"config": to_dict(cfg)}
     tracker = Tracker(cfg.tracking, out)
     if "offline" in stages:
         trained: list[dict] = []  # W&B gets the runs trained now; reused ones were sent when they trained
         results.update(run_offline(cfg, fm, out, on_record=lambda r: trained.append(r) if not r["reused"] else None,
-                                   previous=previous, fresh=fresh))
+                                   previous=previous, fresh=fresh, on_epoch=live_epochs(tracker, cfg)))
         _add_paired_tests(cfg, fm, results)  # over the merged records: kept ones keep their saved scores
         _keep_online(cfg, fm, results, previous)
         atomic.write_json(out / RESULTS_FILE, results)
@@ -74,7 +79,7 @@ def _publish(cfg: ExperimentConfig, results: dict, tracker: Tracker) -> None:
     out = Path(cfg.out_dir)
     write_report(results, out)
     track_report(tracker, cfg, out)
-    print(f"[crossadapt] wrote {out / RESULTS_FILE} and {out / 'report.md'}", flush=True)
+    _say(f"wrote {out / RESULTS_FILE} and {out / 'report.md'}")
     storage.upload(out, cfg.storage)  # results and checkpoints outlive the machine (no-op when unset)
 
 
@@ -93,6 +98,7 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
         raise ConfigError(f"{path}: no offline results to take checkpoints from; pass --teacher and --student "
                           "or run `crossadapt transfer` first")
     fm = prepare_data(cfg)
+    cfg = check_bring_your_own(cfg, fm)
     if not teacher_ckpt or not student_ckpt:
         # only the checkpoints this config would produce: never those of another config, silently
         check_current(plan_offline(cfg, fm, out), results, ("crossadapt",) if not student_ckpt else ())
@@ -100,7 +106,10 @@ def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, stu
     # One given student starts every seed's streams; otherwise each seed starts from its own.
     students = {s: student_ckpt for s in cfg.seeds} if student_ckpt else _crossadapt_students(results, cfg.seeds)
     # Before Ray or any actor starts: a checkpoint that does not fit the data or the config is named here.
-    load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
+    if is_imported(teacher_ckpt):
+        load_teacher_model(teacher_ckpt, fm)
+    else:
+        load_checkpoint(teacher_ckpt, expected_feature_map=fm, expected_model=("teacher", cfg.teacher))
     for ckpt in dict.fromkeys(students.values()):
         load_checkpoint(ckpt, expected_feature_map=fm, expected_model=("student", cfg.student))
     init_ray()
@@ -117,11 +126,14 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
     from crossadapt.online.coordinator import drift_periods, drift_trace_of, run_online
 
     trace = drift_trace_of(cfg, fm)
-    new = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace)
+    new = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace,
+                     on_window=live_windows(tracker, cfg))
     results["online"] = merge_online(cfg, fm, results.get("online", {}), new, teacher_ckpt, students)
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
                               "student_checkpoints": {str(s): p for s, p in students.items()},
                               "stream_periods": list(cfg.data.stream_periods),
+                              # an imported teacher that cannot be trained stays frozen in every method
+                              "teacher_trainable": teacher_trainable(teacher_ckpt),
                               "drift_window_rows": cfg.online.drift_window_rows,
                               "theta_low": cfg.online.theta_low, "theta_high": cfg.online.theta_high,
                               "drift_trace": trace.pooled()}
@@ -137,8 +149,11 @@ def online_fingerprints(cfg: ExperimentConfig, fm, methods, teacher_ckpt: str,
     data = F.data_fingerprint(cfg.data.root, fm.to_dict(), periods)
     teacher = F.checkpoint_identity(teacher_ckpt)
     student = {str(s): F.checkpoint_identity(p) for s, p in sorted(students.items())}
-    return {m: F.online_fingerprint(cfg.online, m, sorted(students), teacher, student, data, F.code_fingerprint())
-            for m in methods}
+    code = F.code_fingerprint()
+    user = F.model_code_fingerprint(cfg.student.name)
+    if user:  # the online actors rebuild a user class from its current code
+        code = F.digest({"code": code, "student_code": user})
+    return {m: F.online_fingerprint(cfg.online, m, sorted(students), teacher, student, data, code) for m in methods}
 
 
 def merge_online(cfg: ExperimentConfig, fm, old: dict, new: dict, teacher_ckpt: str, students: dict[int, str]) -> dict:
@@ -148,8 +163,8 @@ def merge_online(cfg: ExperimentConfig, fm, old: dict, new: dict, teacher_ckpt: 
     kept = {m: b for m, b in old.items() if m not in new and isinstance(b, dict) and b.get("fingerprint") == fps[m]}
     dropped = sorted(set(old) - set(new) - set(kept))
     if dropped:
-        print(f"[crossadapt] results.json: dropped the earlier online block(s) {dropped}: made with another "
-              "config, data, code or starting checkpoints; run those online methods again to get them back", flush=True)
+        _say(f"results.json: dropped the earlier online block(s) {dropped}: made with another "
+             "config, data, code or starting checkpoints; run those online methods again to get them back")
     return {**kept, **{m: {**b, "fingerprint": fps[m]} for m, b in new.items()}}
 
 

@@ -29,7 +29,7 @@ from crossadapt.atomic import atomic_path
 from crossadapt.config import ModelConfig
 from crossadapt.errors import CheckpointError, ConfigError, CrossAdaptError, DataError
 from crossadapt.featuremap import FeatureMap
-from crossadapt.models.registry import MODEL_REGISTRY, build_model
+from crossadapt.models.registry import build_model, model_class
 
 FORMAT = "crossadapt-checkpoint-v1"
 _KEYS = ("format", "state_dict", "model_config", "feature_map", "extra")
@@ -107,7 +107,10 @@ def save_checkpoint(
     """
     path = Path(path)
     model = _unwrap(model)
-    expected = MODEL_REGISTRY.get(model_cfg.name)
+    try:
+        expected = model_class(model_cfg.name)
+    except ConfigError:
+        expected = None
     if expected is None or type(model) is not expected:
         raise CheckpointError(
             f"{path}: model is a {type(model).__name__} but model_cfg.name is {model_cfg.name!r} "

@@ -28,6 +28,7 @@ from crossadapt.config import OnlineConfig, from_dict
 from crossadapt.data.arrays import Arrays
 from crossadapt.featuremap import FeatureMap
 from crossadapt.models import build_model, load_checkpoint
+from crossadapt.models.teacher_import import load_teacher_model, teacher_trainable
 from crossadapt.online.learner import Batch, OnlineLearner, PeriodicTeacher
 
 
@@ -108,7 +109,9 @@ class TeacherWorker(_Worker):
     Args:
         checkpoint: the teacher's checkpoint.
         feature_map, online, seed, device: as for :class:`StudentWorker`.
-        updates: ``False`` for a frozen teacher (batches are then not kept for updates).
+        updates: ``False`` for a frozen teacher (batches are then not kept for updates). An imported
+            teacher that is not trainable (``crossadapt.models.teacher_import.teacher_trainable``)
+            is frozen whatever this says: its ``update`` then changes nothing and its version stays 0.
         student_checkpoint: the student's checkpoint, giving the architecture the student's
             weights are loaded into when ``online.teacher_alpha > 0``.
     """
@@ -118,7 +121,8 @@ class TeacherWorker(_Worker):
         torch.manual_seed(seed)
         cfg = from_dict(OnlineConfig, online, prefix="online")
         fm = FeatureMap.from_dict(feature_map)
-        model = load_checkpoint(checkpoint, expected_feature_map=fm).model
+        model = load_teacher_model(checkpoint, fm)
+        updates = updates and teacher_trainable(checkpoint)  # an imported program without parameters stays frozen
         peer = None
         if updates and cfg.teacher_alpha > 0 and student_checkpoint:
             ck = load_checkpoint(student_checkpoint, expected_feature_map=fm)

@@ -62,7 +62,9 @@ class OnlineLearner:
         self.model.train()
         for p in self.model.parameters():
             p.requires_grad_(True)  # a checkpoint from phase 1 may still carry frozen embeddings
-        self.opt = engine.make_optimizer(self.model, lr, weight_decay)
+        # A model without parameters (an imported teacher frozen into constants) serves, never steps.
+        self.opt = engine.make_optimizer(self.model, lr, weight_decay) if any(True for _ in self.model.parameters()) \
+            else None
         self.kd_kind = kd_kind
         self.temperature = temperature
         self.version = 0
@@ -100,6 +102,8 @@ class OnlineLearner:
 
     def state_dict(self) -> dict[str, Any]:
         """Weights, optimizer state and version: enough to continue exactly (CPU tensors)."""
+        if self.opt is None:
+            return {"model": self.weights(), "optimizer": None, "version": self.version}
         opt = self.opt.state_dict()
         # Copies, not views: Adam's load_state_dict keeps the tensors it is given, and a view of the
         # live moments would keep changing under whoever holds this state.
@@ -112,7 +116,8 @@ class OnlineLearner:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        if self.opt is not None:
+            self.opt.load_state_dict(state["optimizer"])
         self.version = int(state["version"])
 
 

@@ -54,6 +54,8 @@ class Layout:
         encoders: the ``FieldSpec.encoder`` of each field.
         columns: raw column name -> index, for parsers that look columns up by name.
         field_columns: raw column index of each field, for parsers that pick columns by index.
+        quote_char: the quoting character of fields (``False``: none; values are split on the
+            delimiter alone). Quoted values may hold the delimiter, never a line break.
     """
 
     delimiter: str
@@ -63,6 +65,7 @@ class Layout:
     encoders: tuple[str, ...]
     columns: dict[str, int] = field(default_factory=dict)
     field_columns: tuple[int, ...] = ()
+    quote_char: str | bool = False
 
 
 class RowFaults:

@@ -150,9 +150,10 @@ def _parse_block(path: Path, first_line: int, block: bytes, layout: Layout) -> _
             pa.py_buffer(data),
             # One thread per block: then pyarrow reports each rejected row's physical number.
             read_options=csv.ReadOptions(use_threads=False, column_names=names, block_size=max(len(data), 1 << 16) + 1),
-            # Columns split on the delimiter alone (no quoting), as str.split would; blank lines kept
-            # so that row numbers are physical line numbers.
-            parse_options=csv.ParseOptions(delimiter=layout.delimiter, quote_char=False, double_quote=False,
+            # Columns split on the delimiter alone (unless the layout quotes), as str.split would;
+            # blank lines kept so that row numbers are physical line numbers.
+            parse_options=csv.ParseOptions(delimiter=layout.delimiter, quote_char=layout.quote_char,
+                                           double_quote=bool(layout.quote_char),
                                            escape_char=False, ignore_empty_lines=False, invalid_row_handler=on_invalid),
             convert_options=csv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                strings_can_be_null=False, quoted_strings_can_be_null=False),

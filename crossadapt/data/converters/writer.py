@@ -79,8 +79,11 @@ class PeriodWriter:
         self._stack = contextlib.ExitStack()
         self._writer: pq.ParquetWriter | None = None
 
-    def write(self, label: np.ndarray, ids: list[np.ndarray], ts: np.ndarray) -> None:
-        arrays = [pa.array(label), *(pa.array(c) for c in ids), pa.array(ts)]
+    def write(self, label: np.ndarray, ids: list[np.ndarray], ts: np.ndarray,
+              dense: list[np.ndarray] | tuple = ()) -> None:
+        """Append rows: ``label``, one id column per field, ``dense`` float32 columns (the schema's
+        numeric fields, after the ids), ``ts``."""
+        arrays = [pa.array(label), *(pa.array(c) for c in ids), *(pa.array(c) for c in dense), pa.array(ts)]
         self.pieces.append(pa.Table.from_arrays(arrays, schema=self.schema))
         self.pending += len(label)
         if self.pending >= self.chunk_rows:
@@ -96,8 +99,13 @@ class PeriodWriter:
         self.rows += self.pending
         self.pieces, self.pending = [], 0
 
-    def close(self) -> None:
-        """Write what is buffered, close the file and rename it into place."""
+    def close(self, empty_file: bool = False) -> None:
+        """Write what is buffered, close the file and rename it into place (``empty_file``: a file
+        with the schema and no rows even when nothing was written, e.g. a period without traffic)."""
+        if empty_file and self._writer is None and not self.pending:
+            with atomic.atomic_path(self.path) as tmp:
+                pq.write_table(self.schema.empty_table(), tmp)
+            return
         self._flush()
         if self._writer is not None:
             self._writer.close()
