@@ -198,6 +198,7 @@ def _tiny_transfer_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CLI.exists(), reason="the crossadapt command is not installed in this environment")
 def test_two_concurrent_runs_on_one_out_dir(tmp_path: Path) -> None:
     config = _tiny_transfer_config(tmp_path)

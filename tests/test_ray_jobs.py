@@ -105,8 +105,10 @@ class LocalHead:
                 pytest.fail(f"ray start exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
                 self.api("jobs/")
-                self.session_dir = (self.temp_dir / "ray" / "session_latest").resolve()  # before others start
-                return
+                # `ray start` records the cluster once it is up, which may be after the job API answers
+                if (self.temp_dir / "ray" / "ray_current_cluster").is_file():
+                    self.session_dir = (self.temp_dir / "ray" / "session_latest").resolve()  # before others start
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
