@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from crossadapt import atomic
+from crossadapt import atomic, log
 from crossadapt.config import ExperimentConfig, load_config, to_dict
 from crossadapt.errors import ConfigError, CrossAdaptError
 from crossadapt.paths import SUBMIT_DIR_ENV
@@ -34,6 +35,7 @@ RESUME = {
     "tune": "rerun the same command to resume the search from out_dir/tune/<space>",
     "prepare": "nothing was half-written (outputs are written atomically); rerun the same command",
 }
+_say = log.sayer("crossadapt.cli")
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
@@ -121,6 +123,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _holding(cfg: ExperimentConfig):
+    """``cfg.out_dir``'s lock, held by the command: taken before the heavy imports (torch, Ray), so a second
+    run on the folder is refused in seconds (``crossadapt.experiment.lock``; the library takes it too)."""
+    from crossadapt.experiment.lock import hold
+
+    return hold(cfg.out_dir)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     cfg = _checked(args)
     from crossadapt.experiment.prepare import check_data_periods, prepare_data
@@ -136,18 +146,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _checked(args)  # an imported teacher is refused there (preflight)
-    from crossadapt import storage
-    from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
-    from crossadapt.experiment.prepare import prepare_data
-    from crossadapt.ray_init import init_ray
+    with _holding(cfg):
+        from crossadapt import storage
+        from crossadapt.experiment.offline import evaluate_checkpoint, test_arrays, train_teacher
+        from crossadapt.experiment.prepare import prepare_data
+        from crossadapt.ray_init import init_ray
 
-    init_ray()
-    fm = prepare_data(cfg)
-    outcome = train_teacher(cfg, fm, Path(cfg.out_dir), fresh=getattr(args, "fresh", False))
-    metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
-    print(atomic.json_text({"checkpoint": outcome.best_checkpoint, "test": metrics,
-                            "train_seconds": outcome.train_seconds}))
-    storage.upload(cfg.out_dir, cfg.storage)  # the teacher checkpoint outlives the machine (no-op when unset)
+        init_ray()
+        fm = prepare_data(cfg)
+        outcome = train_teacher(cfg, fm, Path(cfg.out_dir), fresh=getattr(args, "fresh", False))
+        metrics = evaluate_checkpoint(outcome.best_checkpoint, fm, test_arrays(cfg, fm))
+        print(atomic.json_text({"checkpoint": outcome.best_checkpoint, "test": metrics,
+                                "train_seconds": outcome.train_seconds}))
+        storage.upload(cfg.out_dir, cfg.storage)  # the teacher checkpoint outlives the machine (no-op when unset)
     return 0
 
 
@@ -167,49 +178,54 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     cfg = _checked(args)
-    from crossadapt.experiment.run import run_experiment
+    with _holding(cfg):
+        from crossadapt.experiment.run import run_experiment
 
-    run_experiment(cfg, stages=("offline",), fresh=getattr(args, "fresh", False))
+        run_experiment(cfg, stages=("offline",), fresh=getattr(args, "fresh", False))
     return 0
 
 
 def cmd_online(args: argparse.Namespace) -> int:
     cfg = _checked(args)
-    from crossadapt.experiment.run import run_online_stage
+    with _holding(cfg):
+        from crossadapt.experiment.run import run_online_stage
 
-    run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
+        run_online_stage(cfg, teacher_ckpt=args.teacher, student_ckpt=args.student)
     return 0
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
     cfg = _checked(args)
-    from crossadapt.experiment.prepare import prepare_data
-    from crossadapt.experiment.zoo import run_zoo, zoo_table
-    from crossadapt.ray_init import init_ray
+    with _holding(cfg):
+        from crossadapt.experiment.prepare import prepare_data
+        from crossadapt.experiment.zoo import run_zoo, zoo_table
+        from crossadapt.ray_init import init_ray
 
-    init_ray()
-    fm = prepare_data(cfg)
-    result = run_zoo(cfg, fm, args.models, args.seeds, fresh=getattr(args, "fresh", False))
+        init_ray()
+        fm = prepare_data(cfg)
+        result = run_zoo(cfg, fm, args.models, args.seeds, fresh=getattr(args, "fresh", False))
     print(zoo_table(result), end="")
-    print(f"[crossadapt] wrote {Path(cfg.out_dir) / 'zoo.json'} and zoo.md", flush=True)
+    _say(f"wrote {Path(cfg.out_dir) / 'zoo.json'} and zoo.md")
     return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     cfg = _checked(args)  # the space file too
-    from crossadapt.experiment.prepare import prepare_data
-    from crossadapt.ray_init import init_ray
-    from crossadapt.tune.search import run_tune
     from crossadapt.tune.space import load_space
 
     space = load_space(args.space)
-    init_ray()
-    fm = prepare_data(cfg)
-    rows = run_tune(cfg, fm, space, fresh=getattr(args, "fresh", False))
+    with _holding(cfg):
+        from crossadapt.experiment.prepare import prepare_data
+        from crossadapt.ray_init import init_ray
+        from crossadapt.tune.search import run_tune
+
+        init_ray()
+        fm = prepare_data(cfg)
+        rows = run_tune(cfg, fm, space, fresh=getattr(args, "fresh", False))
     best = rows[0] if rows else None
-    print(f"[crossadapt] tune {space.name}: {len(rows)} trials; best {space.metric} "
-          f"{best[space.metric]:.4f} with {{{', '.join(f'{k}: {best[k]}' for k in space.keys)}}}" if best else "no trials",
-          flush=True)
+    _say(f"tune {space.name}: {len(rows)} trials; best {space.metric} "
+         f"{best[space.metric]:.4f} with {{{', '.join(f'{k}: {best[k]}' for k in space.keys)}}}" if best
+         else f"tune {space.name}: no trials")
     return 0
 
 
@@ -236,15 +252,16 @@ def cmd_tables(args: argparse.Namespace) -> int:
                                 readme_tables.render(results, copy.relative_to(readme.parent).as_posix()))
     atomic.write_json(copy, results)
     atomic.write_text(readme, text)
-    print(f"[crossadapt] {readme}: block '{args.name}' printed from {args.run_dir}/results.json (copy: {copy})")
+    _say(f"{readme}: block '{args.name}' printed from {args.run_dir}/results.json (copy: {copy})")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     cfg = _checked(args)
-    from crossadapt.experiment.run import run_experiment
+    with _holding(cfg):
+        from crossadapt.experiment.run import run_experiment
 
-    run_experiment(cfg, stages=("offline", "online"), fresh=getattr(args, "fresh", False))
+        run_experiment(cfg, stages=("offline", "online"), fresh=getattr(args, "fresh", False))
     return 0
 
 
@@ -264,15 +281,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or checkpoint_to_export(cfg, args.method, args.seed)
     data = args.data or (cfg.data.root if Path(cfg.data.root).is_dir() else None)
     manifest = export_student(checkpoint, args.out, data_root=data, overwrite=args.force)
-    print(f"[crossadapt] exported {checkpoint} -> {args.out} ({manifest['program']}, feature_map.json"
-          f"{', vocab.json' if manifest['vocabularies'] else ', no vocabularies (ids encoded outside crossadapt)'}; "
-          f"max |logit difference| {manifest['max_abs_logit_diff']:.1e})", flush=True)
+    _say(f"exported {checkpoint} -> {args.out} ({manifest['program']}, feature_map.json"
+         f"{', vocab.json' if manifest['vocabularies'] else ', no vocabularies (ids encoded outside crossadapt)'}; "
+         f"max |logit difference| {manifest['max_abs_logit_diff']:.1e})")
     return 0
 
 
+def _verbosity() -> argparse.ArgumentParser:
+    """``--quiet``/``--verbose``, accepted before the command and after it."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_const", dest="level", const=log.QUIET, default=argparse.SUPPRESS,
+                   help="print results, warnings and errors only")
+    g.add_argument("-v", "--verbose", action="store_const", dest="level", const=log.VERBOSE,
+                   default=argparse.SUPPRESS, help="also every epoch, period and Ray's own INFO lines")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crossadapt", description=__doc__, epilog=PATHS_HELP)
+    verbosity = _verbosity()
+    p = argparse.ArgumentParser(prog="crossadapt", description=__doc__, parents=[verbosity], epilog=PATHS_HELP)
     sub = p.add_subparsers(dest="command", required=True)
+
+    def command(name: str, **k: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[verbosity], **k)
 
     def common(sp: argparse.ArgumentParser, out: bool = True, fresh: bool = False) -> None:
         sp.epilog = PATHS_HELP
@@ -282,12 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "current folder)")
         if out:
             sp.add_argument("--out", help="output folder (overrides out_dir; relative to the current folder)")
+        sp.add_argument("--address", help="join this Ray cluster (GCS host:port, ray://..., or auto: the one `ray start` "
+                                          "recorded here); default: RAY_ADDRESS, else a Ray of this command's own")
         if fresh:
             sp.add_argument("--fresh", action="store_true",
                             help="train every stage again, even those finished earlier in the output folder with "
                                  "the same config, data and code (by default they are reused)")
 
-    sp = sub.add_parser("validate", help="check a config, or a whole command after --, and print the resolved "
+    sp = command("validate", help="check a config, or a whole command after --, and print the resolved "
                                          "config (YAML); starts nothing")
     common(sp)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
@@ -298,49 +332,49 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a whole command line to check as that command would, e.g. -- zoo --config C --models lr dnn")
     sp.set_defaults(func=cmd_validate)
 
-    sp = sub.add_parser("prepare", help="raw or synthetic logs -> encoded parquet + feature map")
+    sp = command("prepare", help="raw or synthetic logs -> encoded parquet + feature map")
     common(sp, out=False)
     sp.add_argument("--force", action="store_true", help="rebuild even if the data exists")
     sp.add_argument("--num-periods", type=int, default=None, help="split raw rows into this many periods (default data.num_periods)")
     sp.add_argument("--min-count", type=int, default=None, help="vocabulary min count for raw logs (default data.min_count)")
     sp.set_defaults(func=cmd_prepare)
 
-    sp = sub.add_parser("train", help="train the config's teacher model on the history periods")
+    sp = command("train", help="train the config's teacher model on the history periods")
     common(sp, fresh=True)
     sp.set_defaults(func=cmd_train)
 
-    sp = sub.add_parser("evaluate", help="evaluate a checkpoint on a period range")
+    sp = command("evaluate", help="evaluate a checkpoint on a period range")
     sp.add_argument("--checkpoint", required=True)
     sp.add_argument("--data", required=True, help="encoded data root (holds feature_map.json)")
     sp.add_argument("--periods", required=True, help="START:END (half-open) or one period")
     sp.set_defaults(func=cmd_evaluate)
 
-    sp = sub.add_parser("transfer", help="offline stage: teacher, projection, every method over seeds")
+    sp = command("transfer", help="offline stage: teacher, projection, every method over seeds")
     common(sp, fresh=True)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_transfer)
 
-    sp = sub.add_parser("online", help="online stage: replay the stream through the actor pair, every method")
+    sp = command("online", help="online stage: replay the stream through the actor pair, every method")
     common(sp)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.add_argument("--teacher", help="teacher checkpoint (default: the one in OUT/results.json)")
     sp.add_argument("--student", help="student checkpoint (default: OUT's offline crossadapt student, first seed)")
     sp.set_defaults(func=cmd_online)
 
-    sp = sub.add_parser("zoo", help="train zoo models on the history and score them on the test period(s)")
+    sp = command("zoo", help="train zoo models on the history and score them on the test period(s)")
     common(sp, fresh=True)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.add_argument("--models", nargs="+", default=["lr", "dnn", "dcnv2"], help="registry names")
     sp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     sp.set_defaults(func=cmd_zoo)
 
-    sp = sub.add_parser("tune", help="Ray Tune over a search space (ASHA, resumable, results table)")
+    sp = command("tune", help="Ray Tune over a search space (ASHA, resumable, results table)")
     common(sp, fresh=True)
     sp.add_argument("--space", required=True, help="search space file, e.g. tune_spaces/offline.yaml")
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_tune)
 
-    sp = sub.add_parser("export", help="a student as a torch.export program + feature map + vocabularies, for serving")
+    sp = command("export", help="a student as a torch.export program + feature map + vocabularies, for serving")
     sp.add_argument("--out", required=True, help="folder to write (must be absent or empty, unless --force)")
     sp.add_argument("--checkpoint", help="student checkpoint (default: from the config's out_dir results.json: "
                                          "--method's student after the online stage, else its offline one)")
@@ -352,17 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     sp.set_defaults(func=cmd_export)
 
-    sp = sub.add_parser("compare", help="side-by-side table of experiment folders (their results.json)")
+    sp = command("compare", help="side-by-side table of experiment folders (their results.json)")
     sp.add_argument("run_dirs", nargs="+", help="experiment folders (out_dir of earlier runs)")
     sp.set_defaults(func=cmd_compare)
 
-    sp = sub.add_parser("tables", help="the README's result tables (Markdown) from a run folder's results.json")
+    sp = command("tables", help="the README's result tables (Markdown) from a run folder's results.json")
     sp.add_argument("run_dir", help="an experiment folder (out_dir of an earlier run)")
     sp.add_argument("--readme", default=None, help="write the tables into this README's block instead of printing")
     sp.add_argument("--name", default="demo", help="the README block: <!-- results: NAME --> ... <!-- /results -->")
     sp.set_defaults(func=cmd_tables)
 
-    sp = sub.add_parser("demo", help="the whole pipeline on synthetic logs: results.json + report.md")
+    sp = command("demo", help="the whole pipeline on synthetic logs: results.json + report.md")
     common(sp, fresh=True)
     sp.add_argument("--quick", action="store_true", help="the small preset (configs/quick.yaml)")
     sp.set_defaults(func=cmd_demo)
@@ -380,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; an error raised on purpose (bad config, data or teacher) is one line and exit 2,
     Ctrl-C one line saying what a rerun does and exit 130."""
     args = build_parser().parse_args(argv)
+    log.setup(getattr(args, "level", log.NORMAL))
+    if getattr(args, "address", None):  # read by crossadapt.ray_init.init_ray, as Ray's own tools do
+        os.environ["RAY_ADDRESS"] = args.address
     try:
         return args.func(args)
     except CrossAdaptError as e:

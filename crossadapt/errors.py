@@ -29,3 +29,7 @@ class ResourcesError(CrossAdaptError, RuntimeError):
 
 class WeakTeacherError(CrossAdaptError, RuntimeError):
     """The trained teacher is no better than chance or a per-field click-rate model: nothing to distil."""
+
+
+class OutDirInUse(CrossAdaptError, RuntimeError):
+    """Another live run holds the output folder's lock (the message names its pid, host and command)."""

@@ -10,32 +10,55 @@ import time
 import ray
 import ray.data
 
+from crossadapt import ray_logs, ray_reaper
 from crossadapt.config import ResourcesConfig
 from crossadapt.errors import ResourcesError
 
 log = logging.getLogger(__name__)
 # True when init_ray started Ray in this process (no cluster, so no autoscaler that could add GPUs).
 _LOCAL = {"started": False}
+MIN_STARTUP_CONCURRENCY = 16
 
 
-def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None) -> None:
-    """Join the cluster named by ``RAY_ADDRESS`` (as ``ray job submit`` sets it), else start Ray locally.
+def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None, address: str | None = None) -> None:
+    """Join the cluster named by ``address`` or ``RAY_ADDRESS`` (as ``ray job submit`` sets it), else start
+    a Ray of this process's own.
 
-    A local Ray binds to 127.0.0.1 and starts no dashboard: nothing is exposed beyond this machine.
+    A local Ray never joins a cluster that ``ray start`` recorded on this machine (``ray.init()`` without an
+    address would: another user's head node ran our job). It binds to 127.0.0.1, its dashboard too (with
+    token authentication): nothing is exposed beyond this machine. The dashboard serves the State API that
+    Ray Train's placement-group cleaner polls every second (without it, one warning per poll). Its
+    processes end with this one, even on ``kill -9`` (``crossadapt.ray_reaper``). Ray's own logging:
+    ``crossadapt.ray_logs``.
     """
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     # Train V2 workers block in ``ray.train.report`` until the controller polls them (every 2 s by
     # default); a local Ray inherits this process's environment, so a shorter poll is set here.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
     # Train V2 sends worker prints to its logger *and* to stdout: every progress line showed twice.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    ray_logs.configure_environment()
+    if address != "local":
+        ray.init(address=address, log_to_driver=True, runtime_env=ray_logs.runtime_env())
     else:
-        ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
-                 dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1", configure_logging=False)
+        # Ray expects at most one worker process starting per CPU and warns at 4x that; a Ray Train run
+        # alone starts ~8 (controller, its helper actors, dataset manager, split coordinator, workers),
+        # so on a small machine every run warned. A local Ray lets 16 start at once (a user setting wins).
+        if (num_cpus or os.cpu_count() or 1) < MIN_STARTUP_CONCURRENCY:
+            os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(MIN_STARTUP_CONCURRENCY))
+        ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_memory,
+                 include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
+                 configure_logging=False, runtime_env=ray_logs.runtime_env())
+        try:  # the session folder of this Ray: what the reaper of a killed driver looks for
+            session = ray._private.worker.global_worker.node.get_session_dir_path()
+        except AttributeError as e:  # a Ray without this private API: no reaper, nothing else lost
+            log.debug("no reaper for this Ray: %s", e)
+        else:
+            ray_reaper.start(session)
         _LOCAL["started"] = True
+    ray_logs.filter_forwarded()
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 

@@ -5,6 +5,10 @@ default) runs are written offline under ``<out_dir>/wandb`` for a later ``wandb 
 wandb package, with ``tracking.wandb: disabled`` or ``WANDB_MODE=disabled``, or when W&B raises,
 tracking is off and says so once. The JSON results are written by the pipeline either way.
 
+A run stays open from its first metrics to the end of its stage: the stage logs each epoch or period
+as it happens (``tracker.run(name, ...)`` returns the open run of that name), then the figures of
+the finished stage go to the same run, steps already logged are not logged twice.
+
 Every run opened is listed in ``<out_dir>/wandb_runs.json`` (name, group, job type, folder), so a
 user without W&B can still see what would sync; each command adds its runs to the list left by the
 earlier ones. No environment variable, and so no API key, is
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -62,6 +67,7 @@ class WandbRun(TrackedRun):
 
     def __init__(self, tracker: "Tracker", run: Any, name: str) -> None:
         self.tracker, self.run, self.name = tracker, run, name
+        self.last_step: int | None = None  # W&B drops a step below its current one (with a warning)
 
     def _guard(self, fn, *args: Any) -> None:
         if self.run is None:
@@ -73,6 +79,11 @@ class WandbRun(TrackedRun):
             self.run = None
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Metrics of ``step``; a step at or below one already logged is skipped (it was logged live)."""
+        if step is not None:
+            if self.last_step is not None and step <= self.last_step:
+                return
+            self.last_step = step
         self._guard(lambda: self.run.log({k: v for k, v in metrics.items() if _scalar(v)}, step=step))
 
     def summary(self, metrics: Mapping[str, Any]) -> None:
@@ -89,6 +100,7 @@ class WandbRun(TrackedRun):
     def finish(self) -> None:
         self._guard(lambda: self.run.finish())
         self.run = None
+        self.tracker._closed(self)
 
 
 def _scalar(v: Any) -> bool:
@@ -136,6 +148,8 @@ class Tracker:
         self.out = Path(out_dir)
         self.group = cfg.experiment if cfg.experiment != "default" else self.out.name
         self.index: list[dict[str, Any]] = _read_index(self.out / INDEX_FILE)
+        self._open: dict[str, WandbRun] = {}  # runs that a stage logs to as it goes, by name
+        self._lock = threading.Lock()  # stages log epochs from a watcher thread
         self.mode = self._mode()
         self.off_reason = "" if self.mode != "disabled" else "tracking.wandb or WANDB_MODE is disabled"
         if self.mode != "disabled":
@@ -169,8 +183,23 @@ class Tracker:
             self.index = [*(r for r in _read_index(path) if r.get("id") != entry["id"]), entry]
             atomic.write_json(path, self.index)
 
+    def _closed(self, run: WandbRun) -> None:
+        with self._lock:
+            if self._open.get(run.name) is run:
+                del self._open[run.name]
+
     def run(self, name: str, job_type: str, config: Mapping[str, Any]) -> TrackedRun:
-        """A run named ``name`` of type ``job_type`` in this experiment's group (a no-op run when off)."""
+        """The run named ``name`` of type ``job_type`` in this experiment's group: the open one of that
+        name when there is one, else a new one (a no-op run when tracking is off)."""
+        with self._lock:
+            if name in self._open:
+                return self._open[name]
+            new = self._new_run(name, job_type, config)
+            if isinstance(new, WandbRun):
+                self._open[name] = new
+            return new
+
+    def _new_run(self, name: str, job_type: str, config: Mapping[str, Any]) -> TrackedRun:
         if not self.enabled:
             return TrackedRun()
         try:

@@ -1,14 +1,24 @@
 """The whole experiment (what `crossadapt demo` runs) end to end on tiny synthetic logs.
 
 One run, checked for the results.json contract, the report and its plots, one W&B offline run per
-method and seed, and numbers that a broken pipeline would miss (AUC above chance everywhere, an
-exact projection, the injected drift detected).
+method and seed, numbers that a broken pipeline would miss (AUC above chance everywhere, an
+exact projection, the injected drift detected), and its console output (what `crossadapt demo`
+prints: progress, and no Ray warning or error on a run that succeeds).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from wandb_offline import offline_runs
@@ -25,6 +35,7 @@ from crossadapt.config import (
     SyntheticConfig,
     TrackingConfig,
 )
+from crossadapt import log
 from crossadapt.experiment.run import run_experiment
 
 SEEDS = (0, 1)
@@ -53,15 +64,49 @@ def experiment(ray_session, tmp_path_factory):
     )
     mp = pytest.MonkeyPatch()
     mp.setenv("WANDB_MODE", "offline")
+    printed: list[str] = []
     try:
-        results = run_experiment(cfg)
+        with _console(printed):
+            results = run_experiment(cfg)
     finally:
         mp.undo()
-    return cfg, results
+    return cfg, results, printed
+
+
+@contextlib.contextmanager
+def _console(lines: list[str]) -> Iterator[None]:
+    """Everything this process prints meanwhile into ``lines``, as the command line shows it: crossadapt's
+    log handler at its default level, what Ray forwards from its processes (to ``sys.stdout``/``stderr``)
+    and whatever is written to the file descriptors 1 and 2."""
+    buf = io.StringIO()
+    old, saved = (sys.stdout, sys.stderr), [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile("w+") as raw:
+        for fd in (1, 2):
+            os.dup2(raw.fileno(), fd)
+        sys.stdout = sys.stderr = buf
+        handler = log.setup(log.NORMAL, stream=buf, propagate_env=False)
+        try:
+            yield
+        finally:
+            time.sleep(3.0)  # Ray forwards its processes' lines asynchronously, about once a second
+            logging.getLogger().removeHandler(handler)
+            logging.getLogger(log.ROOT).setLevel(logging.NOTSET)
+            sys.stdout, sys.stderr = old
+            for fd, s in zip((1, 2), saved):
+                os.dup2(s, fd)
+                os.close(s)
+            raw.seek(0)
+            lines.extend((buf.getvalue() + raw.read()).splitlines())
+
+
+# What Ray prints when something is wrong (or noisy): Python log levels, glog's E/W/F lines, tracebacks,
+# Python warnings, and the three lines that filled the demo's output before.
+RAY_TROUBLE = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|\[\d{4}-\d\d-\d\d [\d:,.]+ [EWF] \d+ |Traceback|"
+                         r"\w+Warning\b|PlacementGroupCleaner|Failed to (kill actor|query)|metrics=\{")
 
 
 def test_results_json_follows_the_contract(experiment):
-    cfg, results = experiment
+    cfg, results, _ = experiment
     on_disk = json.loads((Path(cfg.out_dir) / "results.json").read_text())
     assert on_disk["offline"].keys() == results["offline"].keys() == set(OFFLINE)
     for method, block in on_disk["offline"].items():
@@ -101,7 +146,7 @@ def test_results_json_follows_the_contract(experiment):
 
 
 def test_report_and_plots(experiment):
-    cfg, _ = experiment
+    cfg, _, _ = experiment
     out = Path(cfg.out_dir)
     report = (out / "report.md").read_text()
     for method in OFFLINE + ONLINE:
@@ -114,7 +159,7 @@ def test_report_and_plots(experiment):
 
 
 def test_one_wandb_offline_run_per_method_and_seed(experiment):
-    cfg, _ = experiment
+    cfg, _, _ = experiment
     runs = {r["name"]: r for r in offline_runs(cfg.out_dir)}
     expected = ({"teacher"} | {f"{m}-seed{s}" for m in OFFLINE for s in SEEDS}
                 | {f"online-{m}-seed{s}" for m in ONLINE for s in SEEDS})
@@ -129,7 +174,7 @@ def test_paired_tests_against_crossadapt_on_the_saved_test_scores(experiment):
 
     from crossadapt.experiment.tables import tables_markdown
 
-    cfg, _ = experiment
+    cfg, _, _ = experiment
     on_disk = json.loads((Path(cfg.out_dir) / "results.json").read_text())
     block = on_disk["paired_tests"]
     assert block["reference"] == "crossadapt" and block["rows"] == 3000 and block["test_periods"] == [5]
@@ -148,3 +193,20 @@ def test_paired_tests_against_crossadapt_on_the_saved_test_scores(experiment):
         assert scores.dtype == np.float32 and scores.shape == (3000,)
     text = tables_markdown(on_disk)
     assert "### Paired tests against CrossAdapt" in text and "exceeds spread?" in text
+
+
+def test_console_shows_progress_and_no_ray_warning_or_error(experiment):
+    """The run succeeded: its console has crossadapt's lines, "job k of N" with an ETA for the students
+    and "stream k of N" for the online stage, and not one Ray warning or error line."""
+    _, _, printed = experiment
+    text = "\n".join(printed)
+    trouble = [line for line in printed if RAY_TROUBLE.search(line)]
+    assert not trouble, "\n".join(trouble)
+    n_jobs, n_streams = len(OFFLINE) * len(SEEDS), len(ONLINE) * len(SEEDS)
+    for k in range(1, n_jobs):
+        assert re.search(rf"\[crossadapt\] students: job {k} of {n_jobs} done \(\S+-seed\d: \d+ epochs, "
+                         rf"best valid auc 0\.\d+\), \S+ elapsed, ETA \S+", text), (k, text)
+    assert f"students: job {n_jobs} of {n_jobs} done" in text and "all done in" in text
+    for k in range(1, n_streams + 1):
+        assert f"[crossadapt] online: stream {k} of {n_streams} done" in text, (k, text)
+    assert "[crossadapt] wrote " in text

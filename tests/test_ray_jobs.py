@@ -4,6 +4,10 @@ Other Ray instances may run on the same machine (the session fixture, other user
 runs ``ray stop``, which would kill them all. Its head runs ``ray start --head --block`` in a session
 of its own, with a private temp dir and auth token; stopping it signals that process and then kills
 only what carries this head's marks (its session id or its temp dir in the environment).
+
+The head is also "the cluster ``ray start`` recorded on this machine" for every process run with its
+environment (``RAY_TMPDIR`` points at its temp dir, where it writes ``ray_current_cluster``): a
+plain ``ray.init()`` there joins it, as it would join another user's head in ``/tmp/ray``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
+from crossadapt import ray_reaper
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
@@ -70,14 +76,15 @@ class LocalHead:
         # Ray 2.60 turns token auth on whenever ~/.ray/auth_token exists; set it explicitly, with a
         # token of this head's own, so the test neither depends on nor touches the user's token.
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file), OMP_NUM_THREADS="1",
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")  # `python` = this venv
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # `python` = this venv
+                   RAY_TMPDIR=str(self.temp_dir))  # Ray's default temp dir (<it>/ray) for processes run with env
         self.env = env
         self.log = self.temp_dir / "head.log"
         cmd = [
             str(RAY), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}",
             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
             f"--ray-client-server-port={client_port}", f"--dashboard-agent-listen-port={agent_port}",
-            "--num-cpus=1", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
+            "--num-cpus=2", f"--temp-dir={self.temp_dir / 'ray'}", "--disable-usage-stats",
         ]
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -98,7 +105,10 @@ class LocalHead:
                 pytest.fail(f"ray start exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
                 self.api("jobs/")
-                return
+                # `ray start` records the cluster once it is up, which may be after the job API answers
+                if (self.temp_dir / "ray" / "ray_current_cluster").is_file():
+                    self.session_dir = (self.temp_dir / "ray" / "session_latest").resolve()  # before others start
+                    return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
@@ -120,7 +130,8 @@ class LocalHead:
                               timeout=timeout)
 
     def pids(self) -> list[int]:
-        """Live processes of this head: in its session, or with its temp dir in their environment.
+        """Live processes of this head: in its session, with its temp dir in their environment, or writing
+        into it (``ray_reaper.session_pids``: Ray's agents set their title over what ``environ`` shows).
 
         The second catches the job driver, which Ray starts in a session of its own.
         """
@@ -137,7 +148,7 @@ class LocalHead:
                     found.append(int(entry.name))
             except (OSError, ValueError):  # gone meanwhile, or another user's process
                 continue
-        return found
+        return sorted({*found, *ray_reaper.session_pids(self.temp_dir)})
 
     def stop(self) -> None:
         """Stop this head only: SIGTERM to ``ray start --block`` (it stops its Ray processes), then
@@ -161,9 +172,9 @@ class LocalHead:
         assert not left, f"processes of the test head still running: {left}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
-    """A private local Ray head, stopped (and checked to be gone) after the test."""
+    """A private local Ray head, shared by this file's tests, stopped (and checked to be gone) after them."""
     head = LocalHead()
     try:
         head.wait_ready()
@@ -221,3 +232,124 @@ def test_job_scripts_run_the_cli_subcommand(job: str) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"usage: crossadapt {command} "), out.stdout
+
+
+# ---------------------------------------------------------------- which Ray a run joins (issue 13, item 6)
+
+# A crossadapt command line whose command starts Ray as every command does (``init_ray`` after the
+# CLI's own argument handling) and prints the session it got, instead of training.
+PROBE = """
+import sys
+import ray
+from crossadapt import cli
+from crossadapt.ray_init import init_ray
+
+def probe(args):
+    init_ray()
+    print("SESSION", ray._private.worker.global_worker.node.get_session_dir_path(), flush=True)
+    return 0
+
+cli.cmd_train = probe
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _session_of(ray_head: LocalHead, argv: list[str], code: str = PROBE) -> Path:
+    """The Ray session a driver run with the head's environment (``RAY_ADDRESS`` unset) ends up in."""
+    env = {**ray_head.env, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code, *argv], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return Path(next(line.split(" ", 1)[1] for line in out.stdout.splitlines() if line.startswith("SESSION ")))
+
+
+def test_a_local_run_starts_its_own_ray_and_address_joins_a_cluster(ray_head: LocalHead) -> None:
+    # The fault: a plain ray.init() joins the cluster recorded on the machine (here, this head).
+    plain = "import ray; ray.init(); print('SESSION', ray._private.worker.global_worker.node.get_session_dir_path())"
+    assert _session_of(ray_head, [], plain) == ray_head.session_dir
+
+    own = _session_of(ray_head, ["train"])
+    assert own != ray_head.session_dir and own.parent == ray_head.session_dir.parent
+
+    joined = _session_of(ray_head, ["train", "--address", f"127.0.0.1:{ray_head.gcs_port}"])
+    assert joined == ray_head.session_dir
+
+
+# ---------------------------------------------------------------- config paths under `ray job submit`
+#
+# Contract (crossadapt.paths, crossadapt.experiment.preflight): relative paths in a config file resolve
+# against the file's folder, --set ones against the current folder. Under `ray job submit` both lie in
+# Ray's temporary copy of the working dir, so a run refuses them (exit 2, naming the key) unless the
+# job's env names the folder it was submitted from (CROSSADAPT_SUBMIT_DIR): they then resolve there.
+
+
+def _needs_config_relative_paths() -> None:
+    pytest.importorskip("crossadapt.paths", reason="config paths relative to the config file and CROSSADAPT_SUBMIT_DIR "
+                                                   "(crossadapt.paths) are not in this checkout yet")
+
+
+def _checkout(tmp_path: Path, shared_data: Path) -> Path:
+    """A copy of this checkout (what `--working-dir .` uploads) with ../shared/data beside it, as in the repo."""
+    checkout = tmp_path / "crossadapt"
+    for name in ("crossadapt", "ray_jobs", "configs"):
+        shutil.copytree(REPO / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
+    sample = "criteo/criteo_sample.txt"
+    (tmp_path / "shared" / "data" / "criteo").mkdir(parents=True)
+    shutil.copy(shared_data / sample, tmp_path / "shared" / "data" / sample)
+    return checkout
+
+
+def _submit(ray_head: LocalHead, cwd: Path, entrypoint: list[str], env_vars: dict[str, str] | None = None) -> tuple[str, str]:
+    """``ray job submit --working-dir . [--runtime-env-json ...] -- <entrypoint>`` from ``cwd``; (status, logs)."""
+    job_id = f"crossadapt-test-{secrets.token_hex(4)}"
+    runtime = ["--runtime-env-json", json.dumps({"env_vars": env_vars})] if env_vars else []
+    submit = subprocess.run([str(RAY), "job", "submit", "--address", ray_head.address, "--submission-id", job_id,
+                             "--no-wait", "--working-dir", ".", *runtime, "--", *entrypoint],
+                            env=ray_head.env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    status = ray_head.wait_for_job(job_id, timeout=900)
+    return status, ray_head.api(f"jobs/{job_id}/logs")["logs"]
+
+
+def _results_under_ray(ray_head: LocalHead) -> list[Path]:
+    return sorted((ray_head.temp_dir / "ray").rglob("results.json"))
+
+
+@pytest.mark.slow
+def test_submitted_transfer_writes_results_where_the_config_says(ray_head: LocalHead, tmp_path: Path,
+                                                                  shared_data: Path) -> None:
+    _needs_config_relative_paths()
+    checkout = _checkout(tmp_path, shared_data)
+    command = ["python", "ray_jobs/transfer.py", "--config", "configs/criteo_sample.yaml"]
+    out_dir = checkout / "runs" / "criteo-sample"  # configs/criteo_sample.yaml: ../runs/criteo-sample
+
+    # The issue's command as is: the config's folder is Ray's temporary copy; refused, nothing written there.
+    status, logs = _submit(ray_head, checkout, command)
+    assert status == "FAILED", logs
+    assert "out_dir" in logs and "CROSSADAPT_SUBMIT_DIR" in logs, logs
+    assert _results_under_ray(ray_head) == []
+
+    # Naming the folder it was submitted from: the results land where the config says. (One seed, one
+    # method and few epochs keep it short; none touches a path.)
+    small = [f"--set={kv}" for kv in ("seeds=[0]", "methods=[crossadapt]", "optim.epochs=2", "optim.patience=1",
+                                      "distill.phase1_epochs=1", "distill.phase2_epochs=1", "tracking.wandb=disabled")]
+    status, logs = _submit(ray_head, checkout, [*command, *small], {"CROSSADAPT_SUBMIT_DIR": str(checkout)})
+    assert status == "SUCCEEDED", logs
+    results = json.loads((out_dir / "results.json").read_text())
+    assert list(results["offline"]) == ["crossadapt"] and results["offline"]["crossadapt"]["seed"] == [0]
+    assert results["config"]["out_dir"] == str(out_dir)
+    assert results["config"]["data"]["raw_path"] == str(tmp_path / "shared" / "data" / "criteo" / "criteo_sample.txt")
+    assert _results_under_ray(ray_head) == []
+
+
+def test_a_relative_out_dir_set_under_submit(ray_head: LocalHead, tmp_path: Path, shared_data: Path) -> None:
+    _needs_config_relative_paths()
+    checkout = _checkout(tmp_path, shared_data)
+    validate = ["python", "-m", "crossadapt.cli", "validate", "--config", "configs/criteo_sample.yaml",
+                "--set", "out_dir=elsewhere/run"]
+    status, logs = _submit(ray_head, checkout, validate)  # into Ray's temporary copy: an error naming the key
+    assert status == "FAILED" and "out_dir" in logs and "temporary copy" in logs, logs
+
+    status, logs = _submit(ray_head, checkout, validate, {"CROSSADAPT_SUBMIT_DIR": str(checkout)})
+    assert status == "SUCCEEDED", logs  # resolved against the folder the job was submitted from
+    assert yaml.safe_load(logs[logs.index("out_dir:"):].split("\n", 1)[0])["out_dir"] == str(checkout / "elsewhere" / "run")

@@ -124,3 +124,61 @@ def test_run_index_is_merged_across_commands(tmp_path):
     second._add_to_index({"name": "scratch-seed0", "id": "b"})
     first._add_to_index({"name": "kd-seed1", "id": "c"})  # written while the other held its own list
     assert [r["id"] for r in json.loads((tmp_path / INDEX_FILE).read_text())] == ["a", "b", "c"]
+
+
+def test_live_epochs_and_windows_then_the_stage_figures_make_one_run_each(tmp_path, monkeypatch):
+    """Epochs and periods go to W&B as they finish; the stage's end adds its figures to the same runs,
+    without logging the live steps twice."""
+    from crossadapt.experiment.track import live_epochs, live_windows
+    from crossadapt.train.engine import TrainJob
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = ExperimentConfig(out_dir=str(tmp_path), tracking=TrackingConfig(experiment="live"))
+    tracker = Tracker(cfg.tracking, tmp_path)
+    results = _results()
+    on_epoch, on_window = live_epochs(tracker, cfg), live_windows(tracker, cfg)
+    kd1 = next(r for r in results["offline_records"] if (r["method"], r["seed"]) == ("kd", 1))
+    job = TrainJob(name="kd-seed1", run_dir=str(tmp_path / "kd"), model=cfg.student, seed=1, fingerprint="f" * 64)
+    on_epoch(job, 0, kd1["history"][0])  # epoch 0 seen live, epoch 1 only in the final history
+    on_window("crossadapt", 0, results["online"]["crossadapt"]["runs"][0]["windows"][0])
+    on_window("crossadapt", 0, results["online"]["crossadapt"]["runs"][0]["windows"][1])
+    assert {r["name"] for r in tracker.index} == {"kd-seed1", "online-crossadapt-seed0"}  # opened while running
+    track_offline(tracker, cfg, results, records=[kd1], with_teacher=False)
+    track_online(tracker, cfg, results)
+    runs = offline_runs(tmp_path)
+    assert sorted(r["name"] for r in runs) == ["kd-seed1", "online-crossadapt-seed0", "online-crossadapt-seed1"]
+    by = {r["name"]: r for r in runs}
+    assert [h["valid_auc"] for h in by["kd-seed1"]["history"]] == [0.6, 0.7]
+    assert by["kd-seed1"]["summary"]["auc"] == pytest.approx(0.71) and by["kd-seed1"]["config"]["method"] == "kd"
+    assert [h["auc"] for h in by["online-crossadapt-seed0"]["history"]] == [0.7, 0.72]
+
+
+def test_tune_trial_runs_are_written_by_the_driver_callback(tmp_path, monkeypatch):
+    """Every trial's run holds all its reports and its best metric, a stopped or failed trial's too."""
+    from types import SimpleNamespace
+
+    from crossadapt.config import to_dict
+    from crossadapt.tune.track import TrialTracking
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = ExperimentConfig(out_dir=str(tmp_path), tracking=TrackingConfig(experiment="tune"))
+    cb = TrialTracking(cfg.tracking, cfg.out_dir, "offline", "valid_auc")
+    trials = [SimpleNamespace(trial_id=i, config={"base": to_dict(cfg), "params": {"distill.r": r}})
+              for i, r in (("a", 0.1), ("b", 0.2))]
+    for it, auc in enumerate((0.6, 0.7, 0.65)):
+        cb.on_trial_result(it, trials, trials[0], {"valid_auc": auc, "loss": 0.5, "training_iteration": it + 1,
+                                                   "time_this_iter_s": 1.0, "config": {}})
+    cb.on_trial_result(3, trials, trials[1], {"valid_auc": 0.55, "training_iteration": 1})
+    cb.on_trial_complete(4, trials, trials[0])  # ran out, or stopped by ASHA
+    cb.on_trial_error(4, trials, trials[1])
+    import pickle
+
+    assert pickle.loads(pickle.dumps(cb)).metric == "valid_auc"  # Tune saves its callbacks with the search
+    by = {r["name"]: r for r in offline_runs(tmp_path)}
+    assert set(by) == {"tune-trial_a", "tune-trial_b"} and by["tune-trial_a"]["job_type"] == "tune-offline"
+    assert [h["valid_auc"] for h in by["tune-trial_a"]["history"]] == [0.6, 0.7, 0.65]
+    assert "time_this_iter_s" not in by["tune-trial_a"]["history"][0]
+    assert by["tune-trial_a"]["summary"]["best_valid_auc"] == 0.7 and by["tune-trial_a"]["summary"]["status"] == "ok"
+    assert by["tune-trial_a"]["config"]["params"] == {"distill.r": 0.1}
+    assert by["tune-trial_a"]["config"]["distill"]["r"] == pytest.approx(0.1)  # the sampled value applied
+    assert by["tune-trial_b"]["summary"]["status"] == "error" and by["tune-trial_b"]["summary"]["reports"] == 1

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from crossadapt import atomic
+from crossadapt import atomic, log
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
@@ -57,15 +57,14 @@ from crossadapt.models.teacher_import import (
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
-from crossadapt.train.ray_train import TrainOutcome, fit_many
+from crossadapt.train.ray_train import EpochCallback, TrainOutcome, fit_many
 
 if TYPE_CHECKING:
     import ray.data
 
 
 
-def _say(msg: str) -> None:
-    print(f"[crossadapt] {msg}", flush=True)
+_say = log.sayer(__name__)
 
 
 def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> A.Arrays:
@@ -131,12 +130,13 @@ def teacher_job(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, seed
 
 
 def train_teacher(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, seed: int = 0, fresh: bool = False,
-                  job: TrainJob | None = None) -> TrainOutcome:
+                  job: TrainJob | None = None, on_epoch: EpochCallback | None = None) -> TrainOutcome:
     """Train the teacher (``cfg.teacher``) on the whole history with early stopping; a finished
-    teacher of the same fingerprint in ``out_dir`` is reused (``fresh``: trained again)."""
+    teacher of the same fingerprint in ``out_dir`` is reused (``fresh``: trained again). ``on_epoch``:
+    see ``fit_many``."""
     job = job or teacher_job(cfg, fm, out_dir, seed)
     outcome = fit_many([job], lambda _: dict(zip(("train", "valid"), history_datasets(cfg, fm))), cfg.resources,
-                       name="teacher", storage_dir=out_dir, fresh=fresh)[0]
+                       name="teacher", storage_dir=out_dir, fresh=fresh, on_epoch=on_epoch)[0]
     if outcome.reused:
         _say(f"teacher: finished earlier with this fingerprint in {job.run_dir}: reused, not retrained")
     return outcome
@@ -313,15 +313,16 @@ def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> 
 
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
                  test: A.Arrays, methods: list[str] | None = None, seeds: list[int] | None = None,
-                 fresh: bool = False) -> list[dict]:
+                 fresh: bool = False, on_epoch: EpochCallback | None = None) -> list[dict]:
     """Train every (method, seed) student in one Ray Train run (finished ones of the same fingerprint
-    are reused) and evaluate each on the test period(s)."""
+    are reused) and evaluate each on the test period(s). Its rank 0 says "job k of N" with an ETA after
+    each student; ``on_epoch``: see ``fit_many``."""
     methods = list(methods or cfg.methods)
     seeds = list(cfg.seeds if seeds is None else seeds)
     pairs = [(m, s) for s in seeds for m in methods]
     jobs = [plan.student(m, s) for m, s in pairs]
     outcomes = fit_many(jobs, lambda pending: student_datasets(cfg, fm, pending), cfg.resources, name="students",
-                        storage_dir=plan.out_dir, fresh=fresh)
+                        storage_dir=plan.out_dir, fresh=fresh, on_epoch=on_epoch)
     reused = [f"{m}-seed{s}" for (m, s), o in zip(pairs, outcomes) if o.reused]
     if reused:
         _say(f"students finished earlier with the same fingerprints, reused: {', '.join(reused)}")
@@ -389,12 +390,13 @@ def summarize(records: list[dict], keys: tuple[str, ...] = SUMMARY_KEYS) -> dict
 
 
 def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record: Callable[[dict], None] | None = None,
-                previous: dict | None = None, fresh: bool = False) -> dict:
+                previous: dict | None = None, fresh: bool = False, on_epoch: EpochCallback | None = None) -> dict:
     """Teacher, projection and every configured method over every seed; returns the results blocks.
 
     Stages finished earlier with the same fingerprint are reused (see the module docstring);
     ``previous`` (an earlier results.json of ``out_dir``) contributes the records this config
-    reproduces. ``on_record`` sees each record of the methods run now.
+    reproduces. ``on_record`` sees each record of the methods run now, ``on_epoch`` each epoch of the
+    teacher and students trained now, while they train (see ``fit_many``).
     """
     out_dir = Path(out_dir)
     previous = previous or {}
@@ -408,7 +410,7 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
     else:
         _say(f"teacher {cfg.teacher.name}(d={cfg.teacher.embed_dim}) on periods "
              f"{list(A.period_range(cfg.data.teacher_periods))} (fingerprint {F.short(plan.teacher.fingerprint)})")
-        teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher)
+        teacher = train_teacher(cfg, fm, out_dir, fresh=fresh, job=plan.teacher, on_epoch=on_epoch)
     check = judge_teacher(cfg, fm, teacher.best_checkpoint)  # a teacher no better than counting stops here
     test = test_arrays(cfg, fm)
     teacher_metrics = evaluate_checkpoint(teacher.best_checkpoint, fm, test)
@@ -426,7 +428,7 @@ def run_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: Path, on_record:
              f"{fmt(s.get('within_field_rel_error'), '.2e')}, across fields {fmt(cross, '.2e')}")
 
     _say(f"students: {len(cfg.methods)} methods x {len(cfg.seeds)} seeds in one Ray Train run")
-    new = run_students(cfg, fm, plan, proj_seconds, test, fresh=fresh)
+    new = run_students(cfg, fm, plan, proj_seconds, test, fresh=fresh, on_epoch=on_epoch)
     for rec in new:
         _say(f"{rec['method']} seed {rec['seed']}: test auc {fmt(rec['auc'])} logloss {rec['logloss']:.4f} "
              f"bias {fmt(rec['bias'], '+.3f')} train {rec['train_seconds']:.1f} s" + (" (reused)" if rec["reused"] else ""))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from dataclasses import replace
-
+from crossadapt import log
 from crossadapt.config import SCORED_RANGES, TRAINED_RANGES, DataConfig, ExperimentConfig, check_periods
 from crossadapt.data import file_checks
 from crossadapt.data.arrays import label_counts, list_periods
@@ -18,6 +18,8 @@ from crossadapt.metrics import chance_auc_sd
 #: the differences between methods this project measures are 0.002-0.02 AUC.
 TEST_AUC_SD_WARN = 0.01
 _warned: set[str] = set()
+
+_say = log.sayer(__name__)
 
 
 def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | None = None,
@@ -39,7 +41,7 @@ def prepare_data(cfg: ExperimentConfig, force: bool = False, num_periods: int | 
         from crossadapt.data.synthetic import generate, is_current
 
         if force or not have or not is_current(root, cfg.synthetic):
-            print(f"[crossadapt] generating synthetic logs in {root}", flush=True)
+            _say(f"generating synthetic logs in {root}")
             generate(cfg.synthetic, root)
     elif source in ("criteo", "avazu", "kdd12"):
         if force or not have:
@@ -77,7 +79,7 @@ def _prepare_table(cfg: ExperimentConfig, data: DataConfig, force: bool) -> None
                    "teacher_vocab_sha256": file_sha256(cfg.teacher_import.vocabularies)}
     spec = table_spec(data, **teacher)
     if force or not is_current(data.root, spec):
-        print(f"[crossadapt] converting {data.raw_path} into {data.root}", flush=True)
+        _say(f"converting {data.raw_path} into {data.root}")
         convert_table(spec, data.root, overwrite=True)
 
 

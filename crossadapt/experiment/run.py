@@ -10,21 +10,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crossadapt import atomic, storage
+from crossadapt import atomic, log, storage
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.errors import ConfigError
 from crossadapt.experiment.compare import RESULTS_FILE
+from crossadapt.experiment.lock import holds_out_dir
 from crossadapt.experiment.paired import paired_tests
 from crossadapt.experiment.prepare import prepare_data
 from crossadapt.experiment.report import write_report
-from crossadapt.experiment.track import track_offline, track_online, track_report
+from crossadapt.experiment.track import live_epochs, live_windows, track_offline, track_online, track_report
 from crossadapt.experiment.bring_your_own import check_bring_your_own
 from crossadapt.models import load_checkpoint
 from crossadapt.models.teacher_import import is_imported, load_teacher_model, teacher_trainable
 from crossadapt.ray_init import init_ray
 from crossadapt.tracking import Tracker
+
+_say = log.sayer(__name__)
 
 
 def read_results(out_dir: str | Path) -> dict:
@@ -39,6 +42,7 @@ def read_results(out_dir: str | Path) -> dict:
     return results if isinstance(results, dict) else {}
 
 
+@holds_out_dir  # one run at a time in out_dir: a second one is refused at once
 def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", "online"), fresh: bool = False) -> dict:
     """Run the stages and write ``<out_dir>/results.json`` and ``report.md`` (atomically, after each stage).
 
@@ -58,7 +62,7 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("offline", 
     if "offline" in stages:
         trained: list[dict] = []  # W&B gets the runs trained now; reused ones were sent when they trained
         results.update(run_offline(cfg, fm, out, on_record=lambda r: trained.append(r) if not r["reused"] else None,
-                                   previous=previous, fresh=fresh))
+                                   previous=previous, fresh=fresh, on_epoch=live_epochs(tracker, cfg)))
         _add_paired_tests(cfg, fm, results)  # over the merged records: kept ones keep their saved scores
         _keep_online(cfg, fm, results, previous)
         atomic.write_json(out / RESULTS_FILE, results)
@@ -75,10 +79,11 @@ def _publish(cfg: ExperimentConfig, results: dict, tracker: Tracker) -> None:
     out = Path(cfg.out_dir)
     write_report(results, out)
     track_report(tracker, cfg, out)
-    print(f"[crossadapt] wrote {out / RESULTS_FILE} and {out / 'report.md'}", flush=True)
+    _say(f"wrote {out / RESULTS_FILE} and {out / 'report.md'}")
     storage.upload(out, cfg.storage)  # results and checkpoints outlive the machine (no-op when unset)
 
 
+@holds_out_dir
 def run_online_stage(cfg: ExperimentConfig, teacher_ckpt: str | None = None, student_ckpt: str | None = None) -> dict:
     """The online stage alone, from given checkpoints or from the offline results in ``out_dir``.
 
@@ -121,7 +126,8 @@ def _add_online(cfg: ExperimentConfig, fm, results: dict, teacher_ckpt: str, stu
     from crossadapt.online.coordinator import drift_periods, drift_trace_of, run_online
 
     trace = drift_trace_of(cfg, fm)
-    new = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace)
+    new = run_online(cfg, fm, cfg.out_dir, teacher_ckpt=teacher_ckpt, students=students, trace=trace,
+                     on_window=live_windows(tracker, cfg))
     results["online"] = merge_online(cfg, fm, results.get("online", {}), new, teacher_ckpt, students)
     results["online_meta"] = {"drift_periods": drift_periods(cfg.data.root), "teacher_checkpoint": teacher_ckpt,
                               "student_checkpoints": {str(s): p for s, p in students.items()},
@@ -157,8 +163,8 @@ def merge_online(cfg: ExperimentConfig, fm, old: dict, new: dict, teacher_ckpt: 
     kept = {m: b for m, b in old.items() if m not in new and isinstance(b, dict) and b.get("fingerprint") == fps[m]}
     dropped = sorted(set(old) - set(new) - set(kept))
     if dropped:
-        print(f"[crossadapt] results.json: dropped the earlier online block(s) {dropped}: made with another "
-              "config, data, code or starting checkpoints; run those online methods again to get them back", flush=True)
+        _say(f"results.json: dropped the earlier online block(s) {dropped}: made with another "
+             "config, data, code or starting checkpoints; run those online methods again to get them back")
     return {**kept, **{m: {**b, "fingerprint": fps[m]} for m, b in new.items()}}
 
 

@@ -8,11 +8,12 @@ the teacher's early stopping saw, which neither was fit on.
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
 
-from crossadapt import click_rates
+from crossadapt import click_rates, log
 from crossadapt.config import ExperimentConfig
 from crossadapt.data import arrays as A
 from crossadapt.data.ray_data import period_row_counts
@@ -27,8 +28,7 @@ from crossadapt.train import engine
 CHANCE_SDS = 2.0
 
 
-def _say(msg: str) -> None:
-    print(f"[crossadapt] {msg}", flush=True)
+_say = log.sayer(__name__)
 
 
 def score_history_tail(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str) -> dict:
@@ -101,5 +101,5 @@ def judge_teacher(cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str) -> d
     if not cfg.distill.allow_weak_teacher:
         raise WeakTeacherError(f"{problem}. Distilling it would transfer nothing: no student was trained. "
                                "Train a better teacher, or set distill.allow_weak_teacher: true to go on.")
-    _say(f"warning: {problem}; going on (distill.allow_weak_teacher)")
+    logging.getLogger(__name__).warning(f"{problem}; going on (distill.allow_weak_teacher)")
     return {**figures, "weak": True}

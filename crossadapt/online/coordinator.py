@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections import deque
@@ -44,7 +45,7 @@ import numpy as np
 import ray
 import torch
 
-from crossadapt import atomic
+from crossadapt import atomic, log
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.data.synthetic import read_meta
@@ -57,6 +58,7 @@ from crossadapt.online.drift import DriftTrace, WindowDriftDetector, drift_trace
 from crossadapt.online.methods import get_online_method, teacher_interval
 from crossadapt.online.mixing import StreamBatcher
 from crossadapt.online.summary import summarize_runs
+from crossadapt.progress import Heartbeat, Progress
 from crossadapt.ray_init import cpu_share, resolve_use_gpu
 
 STATE_FILE = "stream.pt"
@@ -66,8 +68,8 @@ FINAL_STUDENT = "student.pt"
 MAX_RESTARTS = 3
 
 
-def _say(msg: str) -> None:
-    print(f"[crossadapt] {msg}", flush=True)
+_say = log.sayer(__name__)
+_log = logging.getLogger(__name__)
 
 
 def _file_id(path: str) -> list:
@@ -132,6 +134,7 @@ class OnlineStream:
         }, sort_keys=True).encode()).hexdigest()
         self.student = self.teacher = None
         self.restarts = 0
+        self.heartbeat = Heartbeat()  # period lines by default only when periods are long; all with --verbose
         self.on_step: Callable[[int, int], None] | None = None
 
     # ------------------------------------------------------------ state
@@ -361,9 +364,11 @@ class OnlineStream:
                   "eval_seconds": t_train - t0}
         if spec.kd:
             window["teacher_auc"] = evals[1]["auc"]
-        _say(f"online {self.method} seed {self.seed} period {k}: auc {fmt(window['auc'])} bias {fmt(window['bias'], '+.3f')} "
-             f"drift {window['drift_score']:.3f} (max {window['drift_score_max']:.3f}, {window['shifts']} shift) "
-             f"r_enh {window['r_enh']:.2f} ({window['steps']} steps, {window['seconds']:.1f} s)")
+        _log.log(logging.INFO if self.heartbeat.due() else logging.DEBUG,
+                 f"online {self.method} seed {self.seed} period {k}: auc {fmt(window['auc'])} bias "
+                 f"{fmt(window['bias'], '+.3f')} drift {window['drift_score']:.3f} (max {window['drift_score_max']:.3f}, "
+                 f"{window['shifts']} shift) r_enh {window['r_enh']:.2f} ({window['steps']} steps, "
+                 f"{window['seconds']:.1f} s)")
         return {**committed, "next": committed["next"] + 1, "start": start + n, "step": step,
                 "windows": committed["windows"] + [window], "exchange_seconds": exchange,
                 "train_seconds": committed["train_seconds"] + window["train_seconds"],
@@ -401,13 +406,16 @@ def stream_inputs(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[A.Arrays, Drif
 
 def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str,
                students: Mapping[int, str], methods: tuple[str, ...] | None = None,
-               trace: DriftTrace | None = None) -> dict[str, Any]:
+               trace: DriftTrace | None = None,
+               on_window: Callable[[str, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Replay ``data.stream_periods`` for every online method and seed; returns ``{method: block}``.
 
     ``students`` maps each seed to the student checkpoint its streams start from (the offline
     CrossAdapt student of that seed); every seed's stream starts from the same teacher. A block is
     ``{"runs": [one run per seed], "summary": mean ± std over seeds}``. ``trace``: the stream's
-    drift trace when the caller computed it already (:func:`drift_trace_of`). Ray must be initialised.
+    drift trace when the caller computed it already (:func:`drift_trace_of`). ``on_window(method, seed,
+    window)`` sees each period's window once it is committed. One "stream k of N" line with an ETA
+    follows each stream. Ray must be initialised.
     """
     if not students:
         raise ConfigError("run_online: no seed to run (students is empty)")
@@ -422,9 +430,14 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     _say(f"online: drift trace over {int(trace.ends[-1]) if trace.ends.size else 0} stream rows, "
          f"{int(trace.shifts.sum())} shift(s) declared, max score {float(trace.scores.max()) if trace.scores.size else 0:.3f}")
     out: dict[str, Any] = {}
+    progress = Progress("online", len(methods) * len(students), unit="stream")
     for m in methods:
-        runs = [OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, ckpt, history, trace, seed).run()
-                for seed, ckpt in students.items()]
+        runs = []
+        for seed, ckpt in students.items():
+            feed = (lambda w, m=m, seed=seed: on_window(m, seed, w)) if on_window else None
+            runs.append(OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, ckpt, history, trace, seed).run(on_window=feed))
+            aucs = [w["auc"] for w in runs[-1]["windows"] if w["auc"] is not None]
+            _say(progress.done(f"{m} seed {seed}: mean auc {fmt(float(np.mean(aucs)) if aucs else None)}"))
         out[m] = {"runs": runs, "summary": summarize_runs(runs)}
         ov = out[m]["summary"]["overall"]
         _say(f"online {m}: mean auc {fmt(ov['auc']['mean'])} ± {fmt(ov['auc']['std'])}, mean |bias| "

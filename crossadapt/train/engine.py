@@ -7,6 +7,7 @@ which phases (a phase may freeze the embeddings), which teacher, which loss.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from crossadapt.metrics import evaluate_predictions
 from crossadapt.models import build_model
 from crossadapt.models.teacher_import import load_teacher_model
 from crossadapt.models.embedding import embedding_parameters, set_embedding_trainable
+from crossadapt.progress import Heartbeat
+
+_log = logging.getLogger(__name__)
 
 Tensors = dict[str, torch.Tensor]
 
@@ -301,6 +305,7 @@ def run_phases(
         optimizer_state = saved["optimizer"] if state["epoch"] > 0 else None  # it belongs to that phase
 
     gen = torch.Generator()
+    heartbeat = Heartbeat()  # epoch lines by default only when epochs are long; all of them with --verbose
     while state["phase"] < len(job.phases):
         p = state["phase"]
         phase = job.phases[p]
@@ -334,8 +339,9 @@ def run_phases(
                 elif last_phase:
                     state["bad_epochs"] += 1
                 shown = f"auc {m['auc']:.4f}" if m["auc"] is not None else f"auc undefined, logloss {m['logloss']:.4f}"
-                print(f"[{job.name}] phase {p} epoch {e}: loss {loss:.4f} valid {shown} "
-                      f"({record['samples_per_s']:.0f} samples/s)", flush=True)
+                _log.log(logging.INFO if heartbeat.due() else logging.DEBUG,
+                         "%s phase %d epoch %d: loss %.4f valid %s (%.0f samples/s)", job.name, p, e, loss, shown,
+                         record["samples_per_s"])
             stop = coll.broadcast(last_phase and state["bad_epochs"] >= job.patience)
             state["samples"] += seen_all
             state["seconds"] += time.perf_counter() - te

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -44,7 +45,7 @@ import torch.distributed as dist
 from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from crossadapt import atomic, faults
+from crossadapt import atomic, faults, ray_logs
 from crossadapt import fingerprint as F
 from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
@@ -52,11 +53,14 @@ from crossadapt.errors import DataError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.ray_init import cpu_share, resolve_use_gpu, train_workers
 from crossadapt.models import save_checkpoint
+from crossadapt.progress import Progress
 from crossadapt.train import engine
 from crossadapt.train.engine import TrainJob
 
+_log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 OUTCOME_FILE = "outcome.json"
+PROGRESS_FILE = "progress.json"  # rank 0's latest epoch and the job's history so far
 #: Written by rank 0 when a data error stopped the run; ``fit_many`` raises it on the driver.
 DATA_ERROR_FILE = "data_error.json"
 #: How many times Ray Train started the worker group of the last run whose first job is in this folder.
@@ -145,15 +149,17 @@ def train_loop_per_worker(config: dict) -> None:
         with ckpt.as_directory() as d:
             saved = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
     coll = _collective(rank, world, device)
+    progress = Progress(config.get("name", "train"), len(jobs), unit="job")
     for job in jobs:
         # rank 0's run folder decides for every rank (the others may sit on nodes without that disk)
         if coll.broadcast(rank == 0 and read_outcome(job.run_dir, job.fingerprint) is not None):
+            if rank == 0:
+                _log.info(progress.done(f"{job.name}, finished before a restart"))
             continue  # finished before a worker failure: not trained twice
         resume = saved if saved and (saved.get("run_dir"), saved.get("fingerprint")) == (
             job.run_dir, job.fingerprint) else None
         if resume and rank == 0:
-            print(f"[{job.name}] resumed at phase {resume['state']['phase']} epoch {resume['state']['epoch']}",
-                  flush=True)
+            _log.info("%s resumed at phase %d epoch %d", job.name, resume["state"]["phase"], resume["state"]["epoch"])
         error = None
         try:
             train = data(job.train_key)
@@ -163,7 +169,11 @@ def train_loop_per_worker(config: dict) -> None:
         if coll.min(0.0 if error is not None else 1.0) == 0.0:  # every rank stops here, none waits for another
             _write_data_error(error, job, rank, world)
             return
-        _run_job(job, train, valid, rank, world, device, resume)
+        state = _run_job(job, train, valid, rank, world, device, resume)
+        if rank == 0:
+            best = state["best_auc"]
+            _log.info(progress.done(f"{job.name}: {len(state['history'])} epochs"
+                                    + (f", best valid auc {best:.4f}" if best is not None else "")))
 
 
 def _count_start(run_dir: Path) -> None:
@@ -227,7 +237,7 @@ def _run_job(
     world: int,
     device: torch.device,
     saved: dict | None,
-) -> None:
+) -> dict:
     """One job through ``engine.run_phases``: rank 0 keeps the best model as ``best.pt``, and
     resumable checkpoints leave through ``ray.train.report`` every ``checkpoint_interval_s``."""
     fm = FeatureMap.from_dict(job.feature_map)
@@ -247,9 +257,10 @@ def _run_job(
             save_checkpoint(run_dir / "best.pt", model, job.model, fm,
                             {"job": job.name, "fingerprint": job.fingerprint, **record})
         if rank == 0:  # where a long run is, and which process runs it (to watch it, or kill it in tests)
-            atomic.write_json(run_dir / "progress.json", {"pid": os.getpid(), "job": job.name, "phase": state["phase"],
+            atomic.write_json(run_dir / PROGRESS_FILE, {"pid": os.getpid(), "job": job.name, "phase": state["phase"],
                                                         "epoch": state["epoch"], "samples": state["samples"],
-                                                        "done": done, "resumed_from": resumed_from})
+                                                        "done": done, "resumed_from": resumed_from,
+                                                        "history": state["history"]})  # the driver's live feed
         # Every rank must report at the same epochs: rank 0's clock decides.
         if coll.broadcast(done or time.perf_counter() - last_ckpt[0] >= job.checkpoint_interval_s):
             _report(model, opt, state, record, rank, job)  # Ray Train sees checkpoints only
@@ -272,6 +283,7 @@ def _run_job(
             "train_seconds": teacher_seconds + state["seconds"],
             "samples_seen": state["samples"],
         })
+    return state
 
 
 def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, record: dict, rank: int,
@@ -302,13 +314,15 @@ def worker_cpus(resources: ResourcesConfig) -> float:
     room = max(total - 1.0, 0.1 * resources.num_workers)
     if want * resources.num_workers > room:
         shrunk = cpu_share(room, resources.num_workers)
-        print(f"[crossadapt] {resources.num_workers} workers x {want} CPU leave no CPU for Ray Data on a "
-              f"{total:g}-CPU cluster: using {shrunk} CPU per worker", flush=True)
+        _log.info("%d workers x %g CPU leave no CPU for Ray Data on a %g-CPU cluster: using %g CPU per worker",
+                  resources.num_workers, want, total, shrunk)
         return shrunk
     return want
 
 
 Datasets = Mapping[str, "ray.data.Dataset | None"]
+#: ``on_epoch(job, index, record)``: an epoch record of a job in training, seen by the driver.
+EpochCallback = Callable[[TrainJob, int, dict], None]
 
 
 def fit(
@@ -350,6 +364,7 @@ def fit_many(
     storage_dir: str | Path | None = None,
     fresh: bool = False,
     keep_storage: bool = False,
+    on_epoch: EpochCallback | None = None,
 ) -> list[TrainOutcome]:
     """Run ``jobs`` one after another in one Ray Train worker group; outcomes in job order.
 
@@ -364,7 +379,9 @@ def fit_many(
     interrupted run of the same jobs left it. A job without a fingerprint gets one of the job
     alone (its data cannot be known here). ``fresh`` trains every job from the start: their run
     folders and this run's storage are emptied first. ``keep_storage`` keeps Ray Train's
-    checkpoints after success (to inspect them).
+    checkpoints after success (to inspect them). ``on_epoch`` is called on the driver, from a thread
+    that reads the jobs' ``progress.json`` every few seconds, with each new epoch record (W&B while a
+    stage runs); it never fails the run.
     """
     code = F.code_fingerprint()
     jobs = [replace(j, run_dir=str(Path(j.run_dir).resolve()),
@@ -380,7 +397,7 @@ def fit_many(
     wall = 0.0
     if pending:
         wall = _train(pending, dict(datasets(pending) if callable(datasets) else datasets), resources,
-                      storage, run_name)
+                      storage, run_name, on_epoch)
         for j in pending:  # the shared start-up split evenly, kept with the outcome for later reuse
             path = Path(j.run_dir) / OUTCOME_FILE
             atomic.write_json(path, {**json.loads(path.read_text()), "wall_seconds": wall / len(pending)})
@@ -404,10 +421,48 @@ def fit_many(
     return outcomes
 
 
-def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, storage: Path, run_name: str) -> float:
+class _EpochFeed:
+    """A driver thread passing the new epoch records of ``jobs`` (rank 0's ``progress.json``) to ``on_epoch``."""
+
+    def __init__(self, jobs: list[TrainJob], on_epoch: EpochCallback, interval_s: float = 2.0) -> None:
+        self.jobs, self.on_epoch, self.interval_s = jobs, on_epoch, interval_s
+        self.seen = {j.run_dir: 0 for j in jobs}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="crossadapt-epoch-feed", daemon=True)
+
+    def __enter__(self) -> "_EpochFeed":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            self.poll()
+        self.poll()  # the last epochs
+
+    def poll(self) -> None:
+        for j in self.jobs:
+            try:
+                history = json.loads((Path(j.run_dir) / PROGRESS_FILE).read_text()).get("history", [])
+            except (OSError, ValueError, AttributeError):
+                continue  # not started yet (the file is written atomically)
+            for i in range(self.seen[j.run_dir], len(history)):
+                try:
+                    self.on_epoch(j, i, history[i])
+                except Exception as e:  # a live view must never fail training
+                    _log.debug("on_epoch failed for %s: %s", j.name, e)
+            self.seen[j.run_dir] = max(self.seen[j.run_dir], len(history))
+
+
+def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, storage: Path, run_name: str,
+           on_epoch: EpochCallback | None = None) -> float:
     """One Ray Train run of ``jobs`` under ``storage/run_name``; returns its wall seconds."""
     for j in jobs:
         Path(j.run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(j.run_dir) / PROGRESS_FILE).unlink(missing_ok=True)  # the live feed reads this run's epochs only
     datasets = {k: v for k, v in datasets.items() if v is not None}
     train_keys = sorted({j.train_key for j in jobs})
     missing = sorted(set(train_keys) - set(datasets))
@@ -419,7 +474,7 @@ def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, sto
     use_gpu = resolve_use_gpu(resources)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"jobs": [to_dict(j) for j in jobs],
+        train_loop_config={"name": run_name.rsplit("-", 1)[0], "jobs": [to_dict(j) for j in jobs],
                            "valid_keys": sorted(set(datasets) - set(train_keys))},
         scaling_config=ScalingConfig(
             num_workers=train_workers(resources, use_gpu),
@@ -431,12 +486,13 @@ def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, sto
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=resources.max_failures),  # resume from the last epoch checkpoint
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            logging_config=ray_logs.train_logging(),  # its INFO lines with --verbose only
         ),
         datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=train_keys),
     )
     t0 = time.perf_counter()
-    with _caller_sigint():
+    with _caller_sigint(), (_EpochFeed(jobs, on_epoch) if on_epoch else contextlib.nullcontext()):
         trainer.fit()
     for j in jobs:  # a data error stopped every worker, which returned without an error for Ray Train to retry
         path = Path(j.run_dir) / DATA_ERROR_FILE

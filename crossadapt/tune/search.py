@@ -33,7 +33,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from crossadapt import atomic
+from crossadapt import atomic, log
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
@@ -41,7 +41,10 @@ from crossadapt.errors import ConfigError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.train.ray_train import read_outcome
 from crossadapt.tune.space import ParamSpec, SearchSpace
+from crossadapt.tune.track import TrialTracking, trial_name
 from crossadapt.tune.trials import TRIALS
+
+_say = log.sayer(__name__)
 
 
 def _distribution(p: ParamSpec) -> Any:
@@ -97,10 +100,6 @@ def _max_concurrent(space: SearchSpace) -> int:
     return max(1, math.floor(min(fits)))
 
 
-def _trial_name(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
-
-
 def run_tune(cfg: ExperimentConfig, fm: FeatureMap, space: SearchSpace, fresh: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) the search; returns the results table rows, best first. Ray must be initialised.
 
@@ -122,26 +121,28 @@ def run_tune(cfg: ExperimentConfig, fm: FeatureMap, space: SearchSpace, fresh: b
     others = sorted(str(p) for p in storage.glob(f"{space.name}-*") if p != path and p.is_dir()
                     and re.fullmatch(rf"{re.escape(space.name)}-[0-9a-f]{{{F.SHORT}}}", p.name))
     if tune.Tuner.can_restore(str(path)):
-        print(f"[crossadapt] tune: resuming {path} (same base config, space, data and code)", flush=True)
+        _say(f"tune: resuming {path} (same base config, space, data and code)")
         tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True, param_space=param_space)
     else:
         if others:
-            print(f"[crossadapt] tune: the base config, space, data or code differ from the earlier search(es) "
-                  f"{others} (kept as they are): starting a fresh search in {path}", flush=True)
+            _say(f"tune: the base config, space, data or code differ from the earlier search(es) "
+                 f"{others} (kept as they are): starting a fresh search in {path}")
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(num_samples=space.num_samples, scheduler=scheduler,
                                         max_concurrent_trials=_max_concurrent(space),
-                                        # short names: Tune's default spells out every sampled value
-                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(name=path.name, storage_path=str(storage), verbose=1),
+                                        trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+            run_config=tune.RunConfig(name=path.name, storage_path=str(storage), verbose=1,
+                                      # W&B from the driver, as Tune receives each report (saved with the search)
+                                      callbacks=[TrialTracking(cfg.tracking, cfg.out_dir, space.stage,
+                                                               space.metric)]),
         )
     grid = tuner.fit()
     rows = results_rows(grid, space)
     atomic.write_text(path / "results.csv", _csv(rows))
     atomic.write_text(path / "results.md", _markdown(rows, space, fp))
-    print(f"[crossadapt] tune table: {path / 'results.md'}", flush=True)
+    _say(f"tune table: {path / 'results.md'}")
     return rows
 
 

@@ -4,7 +4,8 @@ Trials run in their own Tune actor, in one process (the sampled student is small
 point of ``r``), through the same training loop as Ray Train workers (``engine.run_phases``) and
 the same online coordinator as ``crossadapt online``. Everything a trial needs arrives in its
 config: ``params`` (the sampled dotted keys), ``base`` (the experiment config as a dict) and the
-paths prepared once by the driver (teacher, projected embeddings, starting student).
+paths prepared once by the driver (teacher, projected embeddings, starting student). Trials report to
+Tune only; their W&B runs are written by the driver (``crossadapt.tune.track``).
 """
 
 from __future__ import annotations
@@ -16,21 +17,20 @@ import numpy as np
 import ray.tune
 import torch
 
-from crossadapt.config import ExperimentConfig, from_dict, to_dict
+from crossadapt.config import ExperimentConfig, from_dict
 from crossadapt.data import arrays as A
 from crossadapt.featuremap import FeatureMap
-from crossadapt.tracking import Tracker
 from crossadapt.train import engine
 from crossadapt.tune.space import apply_params
 
 
-def _trial_setup(config: dict[str, Any]) -> tuple[ExperimentConfig, FeatureMap, Path, str]:
-    """The trial's config (base + sampled params), feature map, folder and name."""
+def _trial_setup(config: dict[str, Any]) -> tuple[ExperimentConfig, FeatureMap, Path]:
+    """The trial's config (base + sampled params), feature map and folder."""
     ctx = ray.tune.get_context()
     trial_dir = Path(ctx.get_trial_dir())
     base = from_dict(ExperimentConfig, config["base"])
     cfg = apply_params(base, config["params"])
-    return cfg, FeatureMap.load(cfg.data.root), trial_dir, ctx.get_trial_name()
+    return cfg, FeatureMap.load(cfg.data.root), trial_dir
 
 
 def offline_trial(config: dict[str, Any]) -> None:
@@ -38,7 +38,7 @@ def offline_trial(config: dict[str, Any]) -> None:
     retained window) and report the validation AUC of every epoch as ``valid_auc``."""
     from crossadapt.experiment.offline import student_job
 
-    cfg, fm, trial_dir, name = _trial_setup(config)
+    cfg, fm, trial_dir = _trial_setup(config)
     seed = cfg.seeds[0]
     window = A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm)
     pool, valid = A.split_tail(window, cfg.data.valid_fraction)
@@ -48,16 +48,12 @@ def offline_trial(config: dict[str, Any]) -> None:
     train_t, valid_t = engine.to_tensors(sample, device), engine.to_tensors(valid, device)
     model = engine.build_job_model(job, fm, device)
     logits = engine.job_teacher_logits(job, fm, train_t)
-    tracker = Tracker(cfg.tracking, cfg.out_dir)
-    with tracker.run(f"tune-{name}", "tune-offline", {**to_dict(cfg), "params": config["params"]}) as run:
-        def on_epoch(record: dict, state: dict, *_: Any) -> None:
-            metrics = {"valid_auc": record["valid_auc"], "valid_logloss": record["valid_logloss"],
-                       "loss": record["loss"], "train_seconds": state["seconds"], "samples": state["samples"]}
-            run.log(metrics, step=len(state["history"]) - 1)
-            ray.tune.report(metrics)
 
-        state = engine.run_phases(model, job, train_t, valid_t, logits, on_epoch=on_epoch)
-        run.summary({"best_valid_auc": state["best_auc"], "train_seconds": state["seconds"]})
+    def on_epoch(record: dict, state: dict, *_: Any) -> None:
+        ray.tune.report({"valid_auc": record["valid_auc"], "valid_logloss": record["valid_logloss"],
+                         "loss": record["loss"], "train_seconds": state["seconds"], "samples": state["samples"]})
+
+    engine.run_phases(model, job, train_t, valid_t, logits, on_epoch=on_epoch)
 
 
 def online_trial(config: dict[str, Any]) -> None:
@@ -66,24 +62,20 @@ def online_trial(config: dict[str, Any]) -> None:
     mean prequential AUC so far as ``online_auc`` (and that period's figures)."""
     from crossadapt.online.coordinator import OnlineStream, stream_inputs
 
-    cfg, fm, trial_dir, name = _trial_setup(config)
+    cfg, fm, trial_dir = _trial_setup(config)
     history, trace = stream_inputs(cfg, fm)  # the trial's own: online.* may be among the sampled keys
     stream = OnlineStream("crossadapt", cfg, fm, trial_dir, config["teacher"], config["student"], history,
                           trace, cfg.seeds[0])
     aucs: list[float] = []
-    tracker = Tracker(cfg.tracking, cfg.out_dir)
-    with tracker.run(f"tune-{name}", "tune-online", {**to_dict(cfg), "params": config["params"]}) as run:
-        def on_window(w: dict[str, Any]) -> None:
-            if w["auc"] is not None:  # a one-class window has no AUC
-                aucs.append(w["auc"])
-            metrics = {"online_auc": float(np.mean(aucs)) if aucs else 0.5, "auc": w["auc"], "bias": w["bias"],
-                       "drift_score": w["drift_score"], "drift_score_max": w["drift_score_max"],
-                       "r_enh": w["r_enh"], "steps": w["steps"], "period": w["period"]}
-            run.log(metrics, step=int(w["period"]))
-            ray.tune.report(metrics)
 
-        block = stream.run(on_window=on_window)
-        run.summary({"online_auc": float(np.mean(aucs)) if aucs else 0.0, "exchange_share": block["exchange_share"]})
+    def on_window(w: dict[str, Any]) -> None:
+        if w["auc"] is not None:  # a one-class window has no AUC
+            aucs.append(w["auc"])
+        ray.tune.report({"online_auc": float(np.mean(aucs)) if aucs else 0.5, "auc": w["auc"], "bias": w["bias"],
+                         "drift_score": w["drift_score"], "drift_score_max": w["drift_score_max"],
+                         "r_enh": w["r_enh"], "steps": w["steps"], "period": w["period"]})
+
+    stream.run(on_window=on_window)
 
 
 TRIALS = {"offline": offline_trial, "online": online_trial}

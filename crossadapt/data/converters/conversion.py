@@ -8,17 +8,20 @@
    in a staging folder renamed onto ``out_root``, so a crash leaves nothing half-written.
 
 Memory is bounded by a few blocks of the file plus the vocabularies (distinct tokens), never by
-the number of rows.
+the number of rows. A long pass says where it is once a minute (pass two with an ETA: pass one
+counted its rows), and each pass says when it is done.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -38,6 +41,10 @@ from crossadapt.data.converters.writer import (
 )
 from crossadapt.errors import ConfigError, DataError
 from crossadapt.featuremap import CATEGORICAL, FeatureMap, FieldSpec
+from crossadapt.progress import Heartbeat, duration, progress_line
+
+_log = logging.getLogger(__name__)
+B = TypeVar("B")
 
 META_FILE = "meta.json"
 VOCAB_FILE = "vocab.json"
@@ -119,12 +126,27 @@ class Scan:
         return self.rows_valid + sum(self.skips.counts.values())
 
 
+def _reported(batches: Iterable[B], what: str, total: int | None = None, heartbeat_s: float = 60.0) -> Iterator[B]:
+    """``batches`` (of valid rows) passed through, with a progress line once per ``heartbeat_s`` (an ETA
+    when ``total`` rows are expected) and one when they end."""
+    heartbeat, t0, rows = Heartbeat(heartbeat_s), time.monotonic(), 0
+    for batch in batches:
+        rows += len(batch)  # type: ignore[arg-type]
+        if heartbeat.due():
+            elapsed = time.monotonic() - t0
+            _log.info(progress_line(what, rows, total, elapsed, unit="row") if total else
+                      f"{what}: {rows} valid rows so far, {duration(elapsed)} elapsed")
+        yield batch
+    _log.info("%s: done, %d valid rows in %s", what, rows, duration(time.monotonic() - t0))
+
+
 def scan(converter: RawConverter, path: Path, delimiter: str | None, max_rows: int | None) -> Scan:
     """Pass one: layout, valid rows, label sum, token counts, period keys, skipped lines."""
     layout, header_lineno = detect(converter, path, delimiter)
     s = Scan(layout, header_lineno, 0, 0, [TokenCounter() for _ in layout.field_names], Counter(), True, SkipLog())
     last_ts: int | None = None
-    for batch in iter_valid(converter, path, layout, header_lineno, max_rows, s.skips):
+    batches = iter_valid(converter, path, layout, header_lineno, max_rows, s.skips)
+    for batch in _reported(batches, f"{converter.source} {path.name}: pass 1 of 2 (counting tokens)"):
         s.rows_valid += len(batch)
         s.label_sum += int(batch.label.sum())
         for counter, column in zip(s.counters, batch.tokens):
@@ -257,7 +279,8 @@ def run_conversion(
 
     staging = make_staging(out_root)
     try:
-        batches = iter_valid(converter, raw_path, s.layout, s.header_lineno, max_rows)
+        batches = _reported(iter_valid(converter, raw_path, s.layout, s.header_lineno, max_rows),
+                            f"{converter.source} {raw_path.name}: pass 2 of 2 (writing periods)", s.rows_valid)
         period_rows = write_periods(batches, s.layout.field_names, [Encoder(v) for v in vocabs], plan, staging,
                                     chunk_rows)
         if sum(period_rows) != s.rows_valid:  # the file changed between the passes
