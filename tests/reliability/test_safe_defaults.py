@@ -180,7 +180,8 @@ def test_no_pickle_loads_in_the_package() -> None:
 # ---------------------------------------------------------------- network exposure
 
 
-def test_local_ray_binds_to_loopback_without_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_local_ray_and_its_dashboard_bind_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard runs (Ray Train's placement-group cleaner needs its State API) on 127.0.0.1 only."""
     import ray
 
     from crossadapt import ray_init
@@ -190,7 +191,7 @@ def test_local_ray_binds_to_loopback_without_dashboard(monkeypatch: pytest.Monke
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **kw: seen.update(kw))
     ray_init.init_ray(num_cpus=1)
-    assert seen["include_dashboard"] is False
+    assert seen["include_dashboard"] is True
     assert seen["dashboard_host"] == "127.0.0.1" and seen["_node_ip_address"] == "127.0.0.1"
 
 
