@@ -111,8 +111,8 @@ def _online_section(online: dict, meta: dict, out: Path) -> list[str]:
              "CrossAdapt student. Figures per seed are first averaged over the stream's periods "
              "(prequential: each period is scored before it is trained on). Degradation: AUC of the "
              "first period minus the mean AUC of the later ones (positive: AUC fell).", "",
-             "| method | mean AUC | mean LogLoss | mean abs bias | AUC degradation | steps | rows trained (current + history) | exchange share of training time |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| method | mean AUC | mean LogLoss | mean abs bias | AUC degradation | steps | rows trained (current + history) | exchange share of training time | final test AUC |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for m, b in methods.items():
         ov = b["summary"]["overall"]
         cur, hist = ov["rows_trained"]["mean"], ov["history_rows"]["mean"]
@@ -120,7 +120,11 @@ def _online_section(online: dict, meta: dict, out: Path) -> list[str]:
         share = ov["exchange_share"]
         lines.append(f"| {m} | {_pm(ov['auc'])} | {_pm(ov['logloss'])} | {_pm(ov['abs_bias'])} | "
                      f"{_pm(ov['degradation'], sign=True)} | {ov['steps']['mean']:.0f} | {rows} | "
-                     f"{100 * (share['mean'] or 0):.2f} % |")
+                     f"{100 * (share['mean'] or 0):.2f} % | {_pm((b['summary'].get('final_test') or {}).get('auc'))} |")
+    final = tables.final_test_table({"online": methods})
+    if final:
+        lines += ["", "Final models (student and teacher at the end of the stream) scored once on the test periods "
+                  "after the stream, mean ± std over seeds:", "", *final]
     batch = next(iter(methods.values()))["runs"][0].get("batch_size")
     lines += ["", f"Compute: every step of every method trains on exactly {batch} rows; methods with history "
               "replace a share r_enh of each batch by reservoir rows, so they take more steps to consume the "

@@ -145,7 +145,11 @@ def online_fingerprints(cfg: ExperimentConfig, fm, methods, teacher_ckpt: str,
                         students: dict[int, str]) -> dict[str, str]:
     """The fingerprint of each online method's block: its settings, seeds, stream and the checkpoints it starts
     from (the teacher and each seed's student)."""
-    periods = sorted({*A.period_range(cfg.data.window_periods), *A.period_range(cfg.data.stream_periods)})
+    from crossadapt.online.coordinator import has_final_test
+
+    periods = sorted({*A.period_range(cfg.data.window_periods), *A.period_range(cfg.data.stream_periods),
+                      # the final test's rows, where the final models are scored on them
+                      *(A.period_range(cfg.data.test_periods) if has_final_test(cfg) else ())})
     data = F.data_fingerprint(cfg.data.root, fm.to_dict(), periods)
     teacher = F.checkpoint_identity(teacher_ckpt)
     student = {str(s): F.checkpoint_identity(p) for s, p in sorted(students.items())}

@@ -4,7 +4,9 @@ Offline: per method, mean ± std over seeds of the test AUC, LogLoss, bias and t
 per-seed AUC difference to CrossAdapt (paired by seed) and whether it exceeds the seed spread.
 Paired tests: DeLong per seed on the same test rows and a verdict (``crossadapt.experiment.paired``).
 Online: per method, mean over periods of each seed's run, then mean ± std over seeds, with the same
-difference and spread columns. ``report.md`` builds its tables with these functions.
+difference and spread columns, and the final student's test AUC where the test periods lie after the
+stream (``final_test_table``: the final student and teacher on those rows, with the per-seed
+difference to CrossAdapt). ``report.md`` builds its tables with these functions.
 
 Example::
 
@@ -21,7 +23,8 @@ from crossadapt.errors import DataError
 from crossadapt.experiment.paired import REFERENCE, SPREAD_RULE
 from crossadapt.metrics import mean_std, paired_spread
 
-__all__ = ["REFERENCE", "SPREAD_RULE", "offline_table", "online_table", "paired_table", "tables_markdown"]
+__all__ = ["REFERENCE", "SPREAD_RULE", "final_test_table", "offline_table", "online_table", "paired_table",
+           "tables_markdown"]
 
 
 def _pm(xs: list[float | None], digits: int = 4, sign: bool = False) -> str:
@@ -134,7 +137,7 @@ def online_table(results: dict[str, Any], reference: str = REFERENCE) -> list[st
     per_seed = {m: {r["seed"]: _run_means(r) for r in online_runs(b)} for m, b in methods.items()}
     ref = {s: v["auc"] for s, v in per_seed[reference].items()} if reference in per_seed else None
     lines = [f"| method | mean AUC | ΔAUC vs {reference} | exceeds spread? | mean LogLoss | mean \\|bias\\| | "
-             "exchange share | seeds |", "|---|---|---|---|---|---|---|---|"]
+             "exchange share | final test AUC | seeds |", "|---|---|---|---|---|---|---|---|---|"]
     for m, b in methods.items():
         runs = per_seed[m]
         auc = {s: v["auc"] for s, v in runs.items()}
@@ -146,7 +149,41 @@ def online_table(results: dict[str, Any], reference: str = REFERENCE) -> list[st
         seeds = ", ".join(str(s) for s in runs) if None not in runs else "1"
         lines.append(f"| {m} | {_pm(list(auc.values()))} | {delta} | {exceeds} | "
                      f"{_pm([v['logloss'] for v in runs.values()])} | {_pm([v['abs_bias'] for v in runs.values()])} | "
-                     f"{share} | {seeds} |")
+                     f"{share} | {_final_cell(b)} | {seeds} |")
+    return lines
+
+
+def _finals(block: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Every seed's ``final_test`` of one online method, or None when some seed has none."""
+    finals = [r.get("final_test") for r in online_runs(block)]
+    return None if not finals or any(f is None for f in finals) else finals
+
+
+def _final_cell(block: dict[str, Any]) -> str:
+    """The final student's test AUC over seeds ("-" without a final test: test periods before the stream)."""
+    finals = _finals(block)
+    return "-" if finals is None else _pm([f["auc"] for f in finals])
+
+
+def final_test_table(results: dict[str, Any], reference: str = REFERENCE) -> list[str]:
+    """The online methods' final models on the test periods after the stream (Markdown lines; [] when no
+    method has a final test): per method mean ± std over seeds of the student's AUC, LogLoss and bias,
+    its per-seed AUC difference to ``reference`` with the spread rule, and the final teacher's AUC and bias."""
+    finals = {m: f for m, b in online_methods(results).items() if (f := _finals(b)) is not None}
+    if not finals:
+        return []
+    by_seed = {m: {r["seed"]: r["final_test"]["auc"] for r in online_runs(online_methods(results)[m])} for m in finals}
+    ref = by_seed.get(reference)
+    lines = [f"| method | student AUC | ΔAUC vs {reference} | exceeds spread? | LogLoss | bias | teacher AUC | "
+             "teacher bias | seeds |", "|---|---|---|---|---|---|---|---|---|"]
+    for m, fs in finals.items():
+        delta, exceeds = _spread_cells(None if m == reference else _paired_deltas(by_seed[m], ref))
+        teachers = [f.get("teacher") for f in fs]
+        t_auc, t_bias = ("-", "-") if any(t is None for t in teachers) else (
+            _pm([t["auc"] for t in teachers]), _pm([t["bias"] for t in teachers], 3, sign=True))
+        seeds = ", ".join(str(s) for s in by_seed[m]) if None not in by_seed[m] else "1"
+        lines.append(f"| {m} | {_pm([f['auc'] for f in fs])} | {delta} | {exceeds} | {_pm([f['logloss'] for f in fs])} | "
+                     f"{_pm([f['bias'] for f in fs], 3, sign=True)} | {t_auc} | {t_bias} | {seeds} |")
     return lines
 
 
@@ -156,7 +193,9 @@ def tables_markdown(results: dict[str, Any]) -> str:
     for title, lines, note in (("Offline transfer", offline_table(results), []),
                                ("Paired tests against CrossAdapt (offline, same test rows)", paired_table(results),
                                 paired_note(results)),
-                               ("Online co-distillation", online_table(results), [])):
+                               ("Online co-distillation", online_table(results), []),
+                               ("Online: final models on the test periods after the stream",
+                                final_test_table(results), [])):
         if lines:
             parts += [f"### {title}", "", *lines, ""] + ([*note, ""] if note else [])
     if not parts:

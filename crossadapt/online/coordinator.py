@@ -28,6 +28,13 @@ An actor that dies is replaced: both actors restart from the last commit and per
 replayed from its start, so no period is skipped and none is trained twice. A rerun with the same
 inputs resumes from the commit on disk. Times: ``train_seconds`` covers the training loop only
 (the exchange share divides by it), ``eval_seconds`` the per-period tests.
+
+**End of the stream.** The final student is written as ``student.pt`` beside the commit (and the
+final teacher as ``teacher.pt`` for methods with a teacher). When ``data.test_periods`` lie after
+the stream (the paper's protocol), both are scored once on them: the run's ``final_test``. When the
+test periods lie before the stream (the demo's layout) ``final_test`` is null: models adapted to
+later traffic scored on earlier rows would measure hindsight, not prediction; the prequential
+windows are then the online figures.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from crossadapt.errors import CheckpointError, ConfigError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import fmt
 from crossadapt.models import load_checkpoint, read_checkpoint, save_checkpoint
+from crossadapt.models.teacher_import import is_imported, load_teacher_model
 from crossadapt.online.actors import StudentActor, TeacherActor
 from crossadapt.online.drift import DriftTrace, WindowDriftDetector, drift_trace
 from crossadapt.online.methods import get_online_method, teacher_interval
@@ -60,10 +68,13 @@ from crossadapt.online.mixing import StreamBatcher
 from crossadapt.online.summary import summarize_runs
 from crossadapt.progress import Heartbeat, Progress
 from crossadapt.ray_init import cpu_share, resolve_use_gpu
+from crossadapt.train import engine
 
 STATE_FILE = "stream.pt"
 #: The student after the stream, as a checkpoint, beside the commit.
 FINAL_STUDENT = "student.pt"
+#: The teacher after the stream (methods with a teacher), beside the commit.
+FINAL_TEACHER = "teacher.pt"
 #: Times one period is replayed after actor failures before the stage gives up.
 MAX_RESTARTS = 3
 
@@ -110,10 +121,13 @@ class OnlineStream:
         history: rows that seed the reservoir (the retained window), or None.
         trace: the stream's drift scores (:func:`stream_inputs`).
         seed: seed of the reservoir, the batch mixing and the actors.
+        test: the rows of ``data.test_periods`` when they lie after the stream (:func:`has_final_test`):
+            the final models are scored on them once the stream ends; None: no final test.
     """
 
     def __init__(self, method: str, cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str,
-                 student_ckpt: str, history: A.Arrays | None, trace: DriftTrace, seed: int) -> None:
+                 student_ckpt: str, history: A.Arrays | None, trace: DriftTrace, seed: int,
+                 test: A.Arrays | None = None) -> None:
         self.method = method
         self.spec = get_online_method(method)
         self.cfg = cfg
@@ -121,7 +135,7 @@ class OnlineStream:
         self.fm = fm
         self.interval = teacher_interval(self.spec, self.ocfg) if self.spec.kd else None
         self.teacher_ckpt, self.student_ckpt = str(teacher_ckpt), str(student_ckpt)
-        self.history, self.trace, self.seed = history, trace, seed
+        self.history, self.trace, self.seed, self.test = history, trace, seed, test
         self.periods = A.period_range(cfg.data.stream_periods)
         self.dir = Path(out_dir) / "online" / method / f"seed{seed}"
         self.path = self.dir / STATE_FILE
@@ -251,6 +265,7 @@ class OnlineStream:
             "seed": self.seed,
             "student_checkpoint": self.student_ckpt,
             "final_checkpoint": self._save_final(state),
+            **self._final_test(state),
             "windows": windows,
             "wall_seconds": time.perf_counter() - t0,
             # the training loops only (batching, steps, soft labels, teacher updates, exchanges)
@@ -282,6 +297,43 @@ class OnlineStream:
                                                                 "seed": self.seed, "periods": self.periods,
                                                                 "start_checkpoint": self.student_ckpt})
         return str(path)
+
+    def _final_test(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The final teacher as ``teacher.pt`` (methods with one) and both final models scored on the
+        test rows after the stream: ``{"final_teacher_checkpoint", "final_test"}``; ``final_test`` is
+        ``{"periods", "rows", "auc", "logloss", "bias", "teacher": {...} | None}`` (the student's
+        figures at the top) or None without test rows (see the module docstring)."""
+        models: dict[str, torch.nn.Module] = {}
+        teacher_path = None
+        for role, start, saved in (("student", self.student_ckpt, state["student"]),
+                                   ("teacher", self.teacher_ckpt, state["teacher"])):
+            if saved is None:  # no teacher in this method (or no period replayed): nothing to score
+                continue
+            if role == "teacher" and is_imported(start):  # scored, but no zoo checkpoint to write
+                models[role] = load_teacher_model(start, self.fm)
+                models[role].load_state_dict(saved["model"])
+                continue
+            ck = load_checkpoint(start, expected_feature_map=self.fm)
+            ck.model.load_state_dict(saved["model"])
+            models[role] = ck.model.eval()
+            if role == "teacher":
+                teacher_path = str(self.dir / FINAL_TEACHER)
+                save_checkpoint(teacher_path, ck.model, ck.model_cfg, self.fm,
+                                {"fingerprint": self.fingerprint, "online_method": self.method, "seed": self.seed,
+                                 "periods": self.periods, "start_checkpoint": start,
+                                 "version": int(saved.get("version", 0))})
+        out: dict[str, Any] = {"final_teacher_checkpoint": teacher_path, "final_test": None}
+        if self.test is None or "student" not in models:
+            return out
+        scored = {r: {k: v for k, v in engine.evaluate(m, self.test).items() if k in ("auc", "logloss", "bias")}
+                  for r, m in models.items()}
+        out["final_test"] = {"periods": list(self.cfg.data.test_periods), "rows": A.num_rows(self.test),
+                             **scored["student"], "teacher": scored.get("teacher")}
+        t = scored.get("teacher")
+        _say(f"online {self.method} seed {self.seed} final test on periods {list(self.cfg.data.test_periods)}: "
+             f"student auc {fmt(scored['student']['auc'])} bias {fmt(scored['student']['bias'], '+.3f')}"
+             + (f", teacher auc {fmt(t['auc'])} bias {fmt(t['bias'], '+.3f')}" if t else ""))
+        return out
 
     def _period_with_retries(self, committed: dict[str, Any]) -> dict[str, Any]:
         for attempt in range(MAX_RESTARTS + 1):
@@ -404,6 +456,11 @@ def stream_inputs(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[A.Arrays, Drif
     return A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm), drift_trace_of(cfg, fm)
 
 
+def has_final_test(cfg: ExperimentConfig) -> bool:
+    """Whether the online stage scores its final models: ``data.test_periods`` lie after the stream."""
+    return cfg.data.test_periods[0] >= cfg.data.stream_periods[1]
+
+
 def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str,
                students: Mapping[int, str], methods: tuple[str, ...] | None = None,
                trace: DriftTrace | None = None,
@@ -426,6 +483,10 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     for m in methods:
         get_online_method(m)  # unknown names fail before any work
     history = A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm)
+    test = A.read_periods(cfg.data.root, A.period_range(cfg.data.test_periods), fm) if has_final_test(cfg) else None
+    if test is None:
+        _say(f"online: no final test (data.test_periods {list(cfg.data.test_periods)} lie before the stream "
+             f"{list(cfg.data.stream_periods)}; the prequential windows are the online figures)")
     trace = trace if trace is not None else drift_trace_of(cfg, fm)
     _say(f"online: drift trace over {int(trace.ends[-1]) if trace.ends.size else 0} stream rows, "
          f"{int(trace.shifts.sum())} shift(s) declared, max score {float(trace.scores.max()) if trace.scores.size else 0:.3f}")
@@ -435,7 +496,8 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
         runs = []
         for seed, ckpt in students.items():
             feed = (lambda w, m=m, seed=seed: on_window(m, seed, w)) if on_window else None
-            runs.append(OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, ckpt, history, trace, seed).run(on_window=feed))
+            runs.append(OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, ckpt, history, trace, seed,
+                                     test).run(on_window=feed))
             aucs = [w["auc"] for w in runs[-1]["windows"] if w["auc"] is not None]
             _say(progress.done(f"{m} seed {seed}: mean auc {fmt(float(np.mean(aucs)) if aucs else None)}"))
         out[m] = {"runs": runs, "summary": summarize_runs(runs)}
@@ -443,6 +505,10 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
         _say(f"online {m}: mean auc {fmt(ov['auc']['mean'])} ± {fmt(ov['auc']['std'])}, mean |bias| "
              f"{fmt(ov['abs_bias']['mean'])} over {len(runs)} seed(s); {ov['steps']['mean']:.0f} steps of "
              f"{cfg.online.batch_size} rows; exchange {100 * ov['exchange_share']['mean']:.1f} % of training time")
+        ft = out[m]["summary"]["final_test"]
+        if ft is not None:
+            _say(f"online {m}: final test auc {fmt(ft['auc']['mean'])} ± {fmt(ft['auc']['std'])}, bias "
+                 f"{fmt(ft['bias']['mean'], '+.3f')} ± {fmt(ft['bias']['std'])} over {len(runs)} seed(s)")
     atomic.write_json(Path(out_dir) / "online" / "results.json", {**out, "drift": trace.to_dict()})
     return out
 

@@ -23,6 +23,8 @@ import numpy as np
 PERIOD_METRICS = ("auc", "logloss", "bias", "abs_bias", "r_enh", "drift_score_max")
 #: Run-level counters summarised over seeds.
 RUN_COUNTERS = ("steps", "rows_trained", "history_rows", "train_seconds", "exchange_share")
+#: Figures of the final models on the test periods after the stream (``run["final_test"]``).
+FINAL_METRICS = ("auc", "logloss", "bias", "abs_bias")
 
 
 def _num(x: Any) -> float:
@@ -71,8 +73,9 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean ± std over seeds of one method's runs: per period and overall.
 
     Returns ``{"seeds", "periods", "per_period": {metric: {"mean": [...], "std": [...]}},
-    "overall": {"auc" | "logloss" | "abs_bias" | "degradation" | counter: {"mean", "std", "values"}}}``
-    where overall figures are first averaged over periods within each seed.
+    "overall": {"auc" | "logloss" | "abs_bias" | "degradation" | counter: {"mean", "std", "values"}},
+    "final_test": :func:`summarize_final`}`` where overall figures are first averaged over periods
+    within each seed.
     """
     if not runs:
         raise ValueError("summarize_runs: no runs")
@@ -91,7 +94,23 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     overall["degradation"] = _stats(degradation(auc))
     for key in RUN_COUNTERS:
         overall[key] = _stats(np.array([_num(r.get(key)) for r in runs]))
-    return {"seeds": [r.get("seed") for r in runs], "periods": periods, "per_period": per_period, "overall": overall}
+    return {"seeds": [r.get("seed") for r in runs], "periods": periods, "per_period": per_period, "overall": overall,
+            "final_test": summarize_final(runs)}
+
+
+def summarize_final(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean ± std over seeds of the final models' figures on the test periods after the stream:
+    ``{"periods", metric: stats (the student's), "teacher": {metric: stats} | None}``; None when a
+    run has no final test (test periods before the stream, or an older results.json)."""
+    finals = [r.get("final_test") for r in runs]
+    if not finals or any(f is None for f in finals):
+        return None
+    out: dict[str, Any] = {"periods": finals[0]["periods"],
+                           **{m: _stats(np.array([_window_value(f, m) for f in finals])) for m in FINAL_METRICS}}
+    teachers = [f.get("teacher") for f in finals]
+    out["teacher"] = None if any(t is None for t in teachers) else {
+        m: _stats(np.array([_window_value(t, m) for t in teachers])) for m in FINAL_METRICS}
+    return out
 
 
 def paired_difference(a: dict[str, Any], b: dict[str, Any], metric: str = "auc") -> dict[str, Any] | None:
