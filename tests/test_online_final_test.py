@@ -85,3 +85,22 @@ def test_no_final_test_when_the_test_periods_precede_the_stream() -> None:
     results = {"online": {"crossadapt": {"runs": [run]}}}
     assert tables.final_test_table(results) == []
     assert tables.online_table(results)[2].split("|")[-3].strip() == "-"
+
+
+def test_paper_preset_is_the_protocol_and_validates() -> None:
+    """configs/paper.yaml: periods cut 4/4/1/1 with the test after the stream (so the online stage
+    scores its final models), the released code's teacher and student, and `crossadapt validate` passes."""
+    from crossadapt import cli
+    from crossadapt.config import load_config
+
+    path = cli.CONFIG_DIR / "paper.yaml"
+    cfg = load_config(path)
+    d = cfg.data
+    assert (d.teacher_periods, d.window_periods, d.stream_periods, d.test_periods) == ((0, 8), (4, 8), (8, 9), (9, 10))
+    assert cfg.synthetic.num_periods == 10 and has_final_test(cfg)
+    t, s = cfg.teacher, cfg.student
+    assert (t.name, t.embed_dim, t.hidden_units, t.layer_norm) == ("dnn", 8, (64, 32, 4), True)
+    assert (s.name, s.embed_dim, s.hidden_units, s.senet_reduction, s.fibinet_variant) == (
+        "fibinet", 16, (256, 128, 16), 3, "released")
+    assert (cfg.distill.alpha, cfg.distill.temperature, cfg.distill.kind, cfg.distill.r) == (0.7, 4.0, "bce", 0.1)
+    assert cli.main(["validate", "--config", str(path), "--quiet"]) == 0
