@@ -34,7 +34,9 @@ def test_final_test_after_the_stream(ray_session, tiny_online_world, online_cfg,
     root, fm, teacher, student = tiny_online_world
     cfg = online_cfg(root, tmp_path, tau=4)
     cfg.seeds = (0, 1)
-    cfg.data.stream_periods, cfg.data.test_periods = (5, 7), (7, 8)
+    # one method of each kind (no teacher, a frozen teacher, a co-distilled teacher), one stream period
+    cfg.online.methods = ("student_only", "frozen_teacher_kd", "crossadapt")
+    cfg.data.stream_periods, cfg.data.test_periods = (6, 7), (7, 8)
     assert has_final_test(cfg)
     out = run_online(cfg, fm, tmp_path, teacher, {0: student, 1: student})
     assert set(out) == set(cfg.online.methods)

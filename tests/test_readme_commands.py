@@ -39,6 +39,10 @@ def _shell_lines(block: str) -> list[str]:
     return [line.strip() for line in joined.splitlines() if line.strip()]
 
 
+def _changes_folder(block: str) -> bool:
+    return any(re.search(r"(^|&&|;)\s*cd\s", line) for line in _shell_lines(block))
+
+
 @dataclass(frozen=True)
 class Command:
     """One README command: ``crossadapt`` arguments ``[command, *args]``; ``submitted``: after
@@ -66,7 +70,8 @@ def _submit_env(tokens: list[str]) -> tuple[bool, dict[str, str]]:
 def readme_commands(text: str) -> list[Command]:
     """README's ``crossadapt`` and ``ray_jobs`` commands, in order."""
     blocks = re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S)
-    candidates = [line for block in blocks for line in _shell_lines(block)]
+    # a block that changes folder runs elsewhere (the walk-through: tests/test_byo_walkthrough.py runs it)
+    candidates = [line for block in blocks if not _changes_folder(block) for line in _shell_lines(block)]
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
     candidates += re.findall(r"`(crossadapt [^`]+|python ray_jobs/[^`]+)`", prose)
     found = []
@@ -98,6 +103,16 @@ def test_readme_shows_the_commands_this_test_checks():
     assert any(c.startswith("transfer --config configs/demo.yaml") and "s3://BUCKET" in c for c in submitted), submitted
     assert any(c.startswith("online --config configs/demo.yaml") for c in submitted), submitted
     assert len(COMMAND_LINES) >= 4, [c.argv for c in COMMAND_LINES]
+
+
+def test_readme_walkthrough_is_the_script_the_walkthrough_test_runs():
+    """The README's walk-through block (skipped above: it runs in a copy of examples/migrate) is
+    docs/byo_walkthrough.sh's commands, which tests/test_byo_walkthrough.py runs as written."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    [block] = [b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if _changes_folder(b)]
+    script = (REPO / "docs" / "byo_walkthrough.sh").read_text(encoding="utf-8")
+    commands = [line for line in _shell_lines(script) if not line.startswith(("#", "set "))]
+    assert _shell_lines(block)[1:] == commands
 
 
 def _without_paths(argv: list[str]) -> bool:
