@@ -50,7 +50,7 @@ QUIET_WORKER_ENV = {"TORCH_CPP_LOG_LEVEL": "ERROR"}
 SETUP_HOOK = "crossadapt.ray_logs.setup_worker"
 
 # Lines forwarded from Ray's processes that are no news on a run that succeeds, as
-# (source process, pattern); anything else, from any process, is printed as Ray prints it.
+# (source process or "*" for any, pattern); anything else is printed as Ray prints it.
 NOISE: tuple[tuple[str, re.Pattern[str]], ...] = (
     # Train V2 creates its PreemptionWatcher with max_restarts > 0 and arguments in the object
     # store; Ray's core warns about its own call at E level (ray-project/ray#53727), every run.
@@ -58,6 +58,9 @@ NOISE: tuple[tuple[str, re.Pattern[str]], ...] = (
     # The GCS logs at E level that it could not kill an actor whose process had already exited
     # (Ray Train tearing its worker group down at the end of a run).
     ("gcs_server", re.compile(r"Failed to kill actor .*RpcError")),
+    # A worker process reused after its actor ended gets the KillActor meant for that actor and
+    # ignores it, at E level; any pooled worker (named by pid only) may print it.
+    ("*", re.compile(r"core_worker\.cc:\d+: Mismatched ActorID: ignoring KillActor for previous actor")),
 )
 
 
@@ -152,7 +155,7 @@ def train_logging(verbose: bool | None = None) -> Any:
 def is_noise(data: dict[str, Any], line: str) -> bool:
     """Whether ``line``, forwarded from the Ray process that ``data`` describes, is in ``NOISE``."""
     source = str(data.get("actor_name") or data.get("task_name") or data.get("pid") or "")
-    return any(source == who and pattern.search(line) for who, pattern in NOISE)
+    return any(who in ("*", source) and pattern.search(line) for who, pattern in NOISE)
 
 
 def filter_forwarded() -> bool:

@@ -126,6 +126,9 @@ def test_ray_lines_dropped_are_exactly_the_two_known_ones_from_their_process():
                "and ID: '9f' has constructor arguments in the object store and max_restarts > 0.")
     assert is_noise({"pid": 77, "actor_name": "TrainController"}, watcher)
     assert not is_noise({"pid": 77, "actor_name": "TrainController"}, "Training failed: ValueError")
+    reused = ("[2026-11-28 06:55:15,574 E 21421 21555] core_worker.cc:4621: Mismatched ActorID: ignoring KillActor "
+              "for previous actor c97fb5bd626f4cf2997813b601000000, current actor ID: NIL_ID")
+    assert is_noise({"pid": 21421}, reused) and not is_noise({"pid": 21421}, reused.replace("KillActor", "Task"))
 
 
 def test_worker_runtime_env_leaves_what_a_submitted_job_sets_to_the_submission(monkeypatch):
