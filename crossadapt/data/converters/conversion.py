@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -34,9 +33,8 @@ from crossadapt.data.converters.writer import (
     TIME_COLUMN,
     PeriodPlan,
     check_out_root,
-    make_staging,
     period_bounds,
-    publish,
+    staged,
     write_periods,
 )
 from crossadapt.errors import ConfigError, DataError
@@ -277,8 +275,7 @@ def run_conversion(
     s.counters = []  # the counts of every token seen: no longer needed, possibly large
     fmap = _feature_map(converter, s.layout, vocabs, min_count)
 
-    staging = make_staging(out_root)
-    try:
+    with staged(out_root, overwrite) as staging:
         batches = _reported(iter_valid(converter, raw_path, s.layout, s.header_lineno, max_rows),
                             f"{converter.source} {raw_path.name}: pass 2 of 2 (writing periods)", s.rows_valid)
         period_rows = write_periods(batches, s.layout.field_names, [Encoder(v) for v in vocabs], plan, staging,
@@ -295,10 +292,6 @@ def run_conversion(
         options = {"min_count": min_count, "num_periods": num_periods, "rows_per_period": rows_per_period,
                    "max_rows": max_rows}
         _write_outputs(staging, converter, raw_path, s, summary, vocabs, fmap, plan, period_keys, options)
-        publish(staging, out_root, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if verbose:
         print(summary.format(), flush=True)
     return summary

@@ -49,7 +49,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -88,8 +87,7 @@ from crossadapt.data.converters.writer import (
     TIME_COLUMN,
     PeriodWriter,
     check_out_root,
-    make_staging,
-    publish,
+    staged,
 )
 from crossadapt.data.schema_rules import NotALabel, Period, parse_period, parse_rule
 from crossadapt.errors import DataError
@@ -690,8 +688,7 @@ def convert_table(spec: TableSpec, out_root: str | os.PathLike, *, overwrite: bo
         meta={"source": "table", "min_count": spec.min_count, "converter": "crossadapt.data.converters.table",
               "vocabulary": "teacher" if spec.teacher_vocab is not None else f"periods [0, {spec.vocab_periods})"},
     )
-    staging = make_staging(out_root)
-    try:
+    with staged(out_root, overwrite) as staging:
         period_rows, oov = _write(conv, files, layout, encoders, n_tokens, s.periods, staging, chunk_rows)
         if sum(period_rows) != s.rows_valid:
             raise DataError(f"{files[0]}: second pass saw {sum(period_rows)} valid rows, first pass {s.rows_valid}; "
@@ -722,10 +719,6 @@ def convert_table(spec: TableSpec, out_root: str | os.PathLike, *, overwrite: bo
             "convert_summary": summary.to_dict(),
         })
         fmap.save(staging)  # last: its presence marks a complete folder
-        publish(staging, out_root, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if verbose:
         print(summary.format(), flush=True)
         if s.out_of_order:

@@ -163,6 +163,19 @@ def make_staging(out_root: Path) -> Path:
     return staging
 
 
+@contextlib.contextmanager
+def staged(out_root: Path, overwrite: bool) -> Iterator[Path]:
+    """A staging folder to build the output in (:func:`make_staging`), published onto ``out_root`` when
+    the block ends, removed when it raises: ``out_root`` never holds a partial conversion."""
+    staging = make_staging(out_root)
+    try:
+        yield staging
+        publish(staging, out_root, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def publish(staging: Path, out_root: Path, overwrite: bool) -> None:
     """Move the finished staging folder onto ``out_root`` (replacing it only if ``overwrite``)."""
     check_out_root(out_root, overwrite)
