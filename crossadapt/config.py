@@ -66,7 +66,7 @@ class Section:
         section = type(self).__name__.removesuffix("Config").lower()
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             rng, value = f.metadata.get("range"), getattr(self, f.name)
-            if rng is not None and not rng.admits(value):
+            if rng is not None and value is not None and not rng.admits(value):  # None: not set
                 note = f" ({rng.note})" if rng.note else ""
                 raise ConfigError(f"{section}.{f.name}: must be {rng.describe()}{note}, got {value}")
         self.check()
@@ -260,6 +260,11 @@ class ModelConfig(Section):
     senet_reduction: int = ranged(3, ge=1)
     bilinear_type: Literal["field_all", "field_each", "field_interaction"] = "field_all"
     fibinet_variant: Literal["paper", "released"] = "paper"
+    # Added to every logit the model outputs (a forward hook of ``build_model``). Not set by hand:
+    # a student trained on a positive-rate sample is saved with minus that sample's log-odds shift
+    # here, so every place its checkpoint is loaded predicts on the population's prior
+    # (crossadapt.data.sampling; preflight refuses a non-zero value in a config file).
+    logit_offset: float = 0.0
 
     def check(self) -> None:
         if self.batch_norm and self.layer_norm:
@@ -305,6 +310,11 @@ class OptimConfig(Section):
     # epochs on the small window; 2e-3 leaves it on every seed and trains the teacher as well.
     lr: float = ranged(2e-3, gt=0.0)
     weight_decay: float = ranged(0.0, ge=0.0)
+    # The embedding table's own Adam settings (the released code: lr 0.1 for the embeddings, 1e-3 for
+    # the rest); None: lr / weight_decay. embed_weight_decay applies in every stage that trains
+    # embeddings offline (teacher, baselines, students), as weight_decay does.
+    embed_lr: float | None = ranged(None, gt=0.0)
+    embed_weight_decay: float | None = ranged(None, ge=0.0)
     # Measured on the synthetic default: batch 512 converges in ~6-10 epochs; 2048 needed twice as many.
     batch_size: int = ranged(512, ge=1)
     # Interaction models sit on a plateau for several epochs before they learn the pairwise terms;
@@ -328,7 +338,21 @@ class DistillConfig(Section):
     phase1_lr: float = ranged(2e-3, gt=0.0)
     phase2_lr: float = ranged(1e-3, gt=0.0)
     r: float = ranged(0.1, gt=0.0, le=1.0, note="the sample ratio of the retained window")
-    sample_mode: Literal["uniform", "stratified"] = "uniform"
+    # uniform: Bernoulli(r) per row; stratified: round(r * n_k) rows of each period; positive_rate:
+    # r * n rows in expectation of which positive_rate are clicks (the released code's "biased
+    # sample"). The student's logits are then moved back by the sample's log-odds shift (its
+    # checkpoint's logit_offset), and the teacher's soft labels moved onto the sample's prior while
+    # it trains (crossadapt.data.sampling).
+    sample_mode: Literal["uniform", "stratified", "positive_rate"] = "uniform"
+    positive_rate: float = ranged(0.5, gt=0.0, lt=1.0, note="the target click rate of a positive_rate sample")
+    # Each phase of a sampled method trains on its own seeded sample (phase 1 on the one it has
+    # without this option), as the released code; false: every phase on the same sample.
+    fresh_sample_per_phase: bool = False
+    # "additive": BCE + alpha KD; "convex": (1 - alpha) BCE + alpha KD (the released code's; alpha <= 1).
+    loss_form: Literal["additive", "convex"] = "additive"
+    # The embeddings' lr in the distillation phases that train them (phase 2, and the one joint
+    # phase of crossadapt_no_phases); None: that phase's lr. Phase 1 freezes them.
+    embed_lr: float | None = ranged(None, gt=0.0)
     # A sample of r = 0.1 is small: at batch 256 phase 1 got ~70 steps and stalled (AUC 0.70);
     # batch 64 reaches the teacher's level in a few epochs at the same cost.
     batch_size: int = ranged(64, ge=1)
@@ -339,6 +363,8 @@ class DistillConfig(Section):
     def check(self) -> None:
         if self.phase1_epochs + self.phase2_epochs < 1:
             raise ConfigError("distill.phase1_epochs/phase2_epochs: need >= 0 each and >= 1 in total")
+        if self.loss_form == "convex" and self.alpha > 1:
+            raise ConfigError(f"distill.alpha: distill.loss_form convex needs 0 <= alpha <= 1, got {self.alpha}")
 
 
 @dataclass
@@ -407,6 +433,11 @@ class OnlineConfig(Section):
     temperature: float = ranged(1.0, gt=0.0)
     kd_kind: Literal["bce", "mse"] = "mse"
     teacher_alpha: float = ranged(0.5, ge=0.0)
+    # As distill.loss_form, for the student's loss and the teacher's (alpha, teacher_alpha <= 1 if convex).
+    loss_form: Literal["additive", "convex"] = "additive"
+    # The embeddings' lr of the online student and teacher; None: student_lr / teacher_lr.
+    student_embed_lr: float | None = ranged(None, gt=0.0)
+    teacher_embed_lr: float | None = ranged(None, gt=0.0)
     r_enh_max: float = 0.5
     r_enh_min: float = 0.0
     theta_low: float = 0.02
@@ -433,6 +464,11 @@ class OnlineConfig(Section):
 
     def check(self) -> None:
         _check_names("online.methods", self.methods)
+        if self.loss_form == "convex":
+            for key in ("alpha", "teacher_alpha"):
+                if getattr(self, key) > 1:
+                    raise ConfigError(f"online.{key}: online.loss_form convex needs 0 <= {key} <= 1, "
+                                      f"got {getattr(self, key)}")
         if not self.theta_low < self.theta_high:
             raise ConfigError(
                 f"online.theta_low ({self.theta_low}) must be < online.theta_high ({self.theta_high})"

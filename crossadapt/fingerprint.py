@@ -62,7 +62,7 @@ SHORT = 16
 #: TrainJob fields that say where, how often or under which name, not what is learned. The
 #: teacher checkpoint and the initial embeddings enter as their stages' fingerprints instead.
 JOB_EXCLUDED = ("name", "run_dir", "fingerprint", "teacher_checkpoint", "init_embeddings", "checkpoint_interval_s",
-                "train_key", "valid_key")
+                "train_key", "valid_key", "phase_train_keys")
 #: Projection settings that place the work (actors, in-process) or size its report, not the table
 #: (a reused projection keeps its report, which records the report_rows it was made with).
 PROJECTION_EXCLUDED = ("num_actors", "actor_min_rows", "report_rows")

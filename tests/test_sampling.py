@@ -90,7 +90,7 @@ def test_corrected_logits_are_calibrated_on_a_test_set() -> None:
 def test_plan_refuses_what_it_cannot_draw() -> None:
     with pytest.raises(ConfigError, match=r"distill.r = 0.5 .* needs 1.250 of the pool's positives"):
         positive_rate_plan(base_rate=0.2, r=0.5, target_rate=0.5)
-    with pytest.raises(ConfigError, match="target_positive_rate"):
+    with pytest.raises(ConfigError, match="distill.positive_rate"):
         positive_rate_plan(0.2, 0.1, 1.0)
     with pytest.raises(ConfigError, match="distill.r"):
         positive_rate_plan(0.2, 0.0, 0.5)

@@ -15,12 +15,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 import ray.data
 
 from crossadapt.data import arrays as A
 from crossadapt.data import file_checks
+from crossadapt.data.sampling import PositiveRatePlan
 from crossadapt.errors import DataError
 from crossadapt.featuremap import FeatureMap
 
@@ -113,12 +115,15 @@ def window_split(
     r: float = 1.0,
     seed: int = 0,
     mode: str = "uniform",
+    positive: PositiveRatePlan | None = None,
 ) -> tuple[ray.data.Dataset, ray.data.Dataset | None]:
     """Training pool and validation split of a window, then a seeded sample of ratio ``r`` of the pool.
 
     Validation is the last ``valid_fraction`` of rows in time order (never trained on). The pool is
-    sampled ``uniform`` (Bernoulli per row, seeded) or ``stratified`` (exactly ``round(r * n_k)`` rows
-    of each period ``k``'s share of the pool).
+    sampled ``uniform`` (Bernoulli per row, seeded), ``stratified`` (exactly ``round(r * n_k)`` rows
+    of each period ``k``'s share of the pool) or ``positive_rate`` (each click kept with
+    ``positive.keep_pos``, each other row with ``positive.keep_neg``: the plan of this pool,
+    ``crossadapt.data.sampling.positive_rate_plan``; positives come first in the sample).
     """
     periods = list(periods)
     A.check_sample_ratio(r)
@@ -140,6 +145,23 @@ def window_split(
     elif mode == "stratified":
         parts = [p.random_shuffle(seed=seed + i).limit(max(1, int(round(r * p.count())))) for i, p in enumerate(pool)]
         train = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    elif mode == "positive_rate":
+        if positive is None or positive.r != r:
+            raise DataError(f"positive_rate sample of ratio {r}: needs the pool's PositiveRatePlan of that ratio")
+        whole = pool[0].union(*pool[1:]) if len(pool) > 1 else pool[0]
+        pos = whole.map_batches(_label_rows(fm.label, 1), batch_format="pyarrow", batch_size=None)
+        neg = whole.map_batches(_label_rows(fm.label, 0), batch_format="pyarrow", batch_size=None)
+        train = pos.random_sample(positive.keep_pos, seed=seed).union(
+            neg.random_sample(positive.keep_neg, seed=seed + 1))  # Bernoulli per row, as label_mask
     else:
-        raise DataError(f"unknown sample mode {mode!r}; use 'uniform' or 'stratified'")
+        raise DataError(f"unknown sample mode {mode!r}; use 'uniform', 'stratified' or 'positive_rate'")
     return train, valid
+
+
+def _label_rows(label: str, value: int):
+    """A batch function keeping the rows whose ``label`` equals ``value``."""
+
+    def keep(batch: pa.Table) -> pa.Table:
+        return batch.filter(pc.equal(batch[label], value))
+
+    return keep

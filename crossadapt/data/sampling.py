@@ -102,7 +102,7 @@ def positive_rate_plan(base_rate: float, r: float, target_rate: float) -> Positi
     """
     _check_ratio(r)
     if not 0 < target_rate < 1:
-        raise ConfigError(f"distill.target_positive_rate: must be in (0, 1), got {target_rate}")
+        raise ConfigError(f"distill.positive_rate: must be in (0, 1), got {target_rate}")
     if not 0 < base_rate < 1:
         raise DataError(f"positive-rate sampling needs both classes in the pool; its positive rate is {base_rate}")
     keep_pos = r * target_rate / base_rate

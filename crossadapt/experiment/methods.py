@@ -48,16 +48,18 @@ def get_method(name: str) -> MethodSpec:
 
 
 def phases_for(spec: MethodSpec, optim: OptimConfig, distill: DistillConfig) -> tuple[Phase, ...]:
-    """Training phases: baselines train ``optim.epochs`` at ``optim.lr``; CrossAdapt variants use
-    the distillation schedule (phase 1 frozen, phase 2 joint, or both folded into one joint phase)."""
+    """Training phases: baselines train ``optim.epochs`` at ``optim.lr`` (embeddings at
+    ``optim.embed_lr``); CrossAdapt variants use the distillation schedule (phase 1 frozen, phase 2
+    joint, or both folded into one joint phase; embeddings, where they train, at ``distill.embed_lr``)."""
     if not (spec.projection or spec.sample or spec.phased):
-        return (Phase(epochs=optim.epochs, lr=optim.lr),)
+        return (Phase(epochs=optim.epochs, lr=optim.lr, embed_lr=optim.embed_lr),)
     if spec.phased:
         phases = []
         if distill.phase1_epochs > 0:
             phases.append(Phase(epochs=distill.phase1_epochs, lr=distill.phase1_lr, freeze_embeddings=True))
         if distill.phase2_epochs > 0:
-            phases.append(Phase(epochs=distill.phase2_epochs, lr=distill.phase2_lr))
+            phases.append(Phase(epochs=distill.phase2_epochs, lr=distill.phase2_lr, embed_lr=distill.embed_lr))
         return tuple(phases)
     # One joint phase as long as both together, at the fresh-network rate of phase 1.
-    return (Phase(epochs=distill.phase1_epochs + distill.phase2_epochs, lr=distill.phase1_lr),)
+    return (Phase(epochs=distill.phase1_epochs + distill.phase2_epochs, lr=distill.phase1_lr,
+                  embed_lr=distill.embed_lr),)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
+import pyarrow.parquet as pq
 import torch
 
 from crossadapt import atomic, log
@@ -38,6 +40,7 @@ from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.data import ray_data
+from crossadapt.data.sampling import PositiveRatePlan, positive_rate_plan
 from crossadapt.errors import ConfigError
 from crossadapt.experiment import paired
 from crossadapt.experiment.methods import METHODS, get_method, phases_for
@@ -80,11 +83,19 @@ def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, 
 
 def evaluate_student(path: str, fm: FeatureMap, data: A.Arrays, test_periods: tuple[int, int]) -> dict[str, float]:
     """Test metrics of a student checkpoint; its test scores are saved beside it for the paired tests
-    (``crossadapt.experiment.paired``), from the same float32 probabilities the metrics come from."""
-    model = load_checkpoint(path, expected_feature_map=fm).model
-    scores = engine.predict_proba(model, data)
+    (``crossadapt.experiment.paired``), from the same float32 probabilities the metrics come from.
+
+    A student saved with a logit offset (trained on a positive-rate sample) is scored with it; its
+    LogLoss and bias without it are added as ``logloss_uncorrected`` and ``bias_uncorrected``."""
+    ck = load_checkpoint(path, expected_feature_map=fm)
+    scores = engine.predict_proba(ck.model, data)
     paired.save_test_scores(path, scores, data["label"], A.period_range(test_periods))
-    return evaluate_predictions(data["label"], scores)
+    metrics = evaluate_predictions(data["label"], scores)
+    offset = ck.model_cfg.logit_offset
+    if offset:
+        raw = evaluate_predictions(data["label"], engine.predict_proba(ck.model, data, logit_offset=-offset))
+        metrics.update(logloss_uncorrected=raw["logloss"], bias_uncorrected=raw["bias"])
+    return metrics
 
 
 def history_datasets(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[ray.data.Dataset, ray.data.Dataset]:
@@ -100,9 +111,10 @@ def history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, run_dir: str |
         run_dir=str(run_dir),
         model=model,
         feature_map=fm.to_dict(),
-        phases=(Phase(epochs=cfg.optim.epochs, lr=cfg.optim.lr),),
+        phases=(Phase(epochs=cfg.optim.epochs, lr=cfg.optim.lr, embed_lr=cfg.optim.embed_lr),),
         batch_size=cfg.optim.batch_size,
         weight_decay=cfg.optim.weight_decay,
+        embed_weight_decay=cfg.optim.embed_weight_decay,
         patience=cfg.optim.patience,
         seed=seed,
         amp=cfg.resources.amp,
@@ -199,42 +211,82 @@ def project_teacher(cfg: ExperimentConfig, teacher_ckpt: str, fm: FeatureMap, fo
     return str(path), report, seconds
 
 
+def sample_key(seed: int, phase: int = 0) -> str:
+    """The name of the sample of run ``seed`` that phase ``phase`` trains on (phase 0: ``sample<seed>``,
+    the one every phase shares without ``distill.fresh_sample_per_phase``)."""
+    return f"sample{seed}" if phase == 0 else f"sample{seed}-phase{phase}"
+
+
+def sample_seed(seed: int, phase: int = 0) -> int:
+    """The seed that draws ``sample_key(seed, phase)``: ``seed`` for phase 0 (the sample of a run
+    without fresh samples), far from every run seed for later phases."""
+    return seed + 1_000_003 * phase
+
+
+def pool_positive_rate(cfg: ExperimentConfig, fm: FeatureMap) -> float:
+    """The click rate of the retained window's training pool (its rows before the validation tail,
+    what is sampled), from the label column of its files."""
+    files = A.period_files(cfg.data.root, A.period_range(cfg.data.window_periods))
+    labels = np.concatenate([pq.read_table(f, columns=[fm.label]).column(0).to_numpy() for f in files])
+    return float(labels[:A.tail_start(len(labels), cfg.data.valid_fraction)].mean())
+
+
+def sample_plan(cfg: ExperimentConfig, fm: FeatureMap) -> PositiveRatePlan | None:
+    """The keep probabilities of the ``distill.sample_mode: positive_rate`` sample (None in the
+    other modes). ConfigError naming ``distill.r`` when the pool holds too few clicks for it."""
+    if cfg.distill.sample_mode != "positive_rate":
+        return None
+    return positive_rate_plan(pool_positive_rate(cfg, fm), cfg.distill.r, cfg.distill.positive_rate)
+
+
 def student_job(name: str, seed: int, cfg: ExperimentConfig, fm: FeatureMap, teacher_ckpt: str, init_path: str,
-                out_dir: Path, student: ModelConfig | None = None) -> TrainJob:
+                out_dir: Path, student: ModelConfig | None = None, logit_shift: float = 0.0) -> TrainJob:
     """The training job of student method ``name`` with ``seed``; its data is the dataset named
-    ``window`` (the whole retained window) or ``sample<seed>`` (a sample of ratio ``r`` of it)."""
+    ``window`` (the whole retained window) or ``sample_key(seed, phase)`` (a sample of ratio ``r``
+    of it; one per phase with ``distill.fresh_sample_per_phase``). ``logit_shift``: the log-odds
+    shift of a positive-rate sample (``sample_plan``), used by sampled methods only."""
     spec = get_method(name)
+    phases = phases_for(spec, cfg.optim, cfg.distill)
+    fresh = spec.sample and cfg.distill.fresh_sample_per_phase and len(phases) > 1
     return TrainJob(
         name=f"{name}-seed{seed}",
         run_dir=str(out_dir / "students" / f"{name}-seed{seed}"),
         model=student or cfg.student,
         feature_map=fm.to_dict(),
-        phases=phases_for(spec, cfg.optim, cfg.distill),
+        phases=phases,
         batch_size=cfg.distill.batch_size if spec.sample else cfg.optim.batch_size,
         weight_decay=cfg.optim.weight_decay,
+        embed_weight_decay=cfg.optim.embed_weight_decay,
         patience=cfg.optim.patience,
         seed=seed,
         teacher_checkpoint=teacher_ckpt if spec.teacher else "",
         alpha=cfg.distill.alpha if spec.teacher else 0.0,
         temperature=cfg.distill.temperature,
         kd_kind=cfg.distill.kind,
+        loss_form=cfg.distill.loss_form,
+        logit_shift=logit_shift if spec.sample else 0.0,
         init_embeddings=init_path if spec.projection else "",
         amp=cfg.resources.amp,
         checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
-        train_key=f"sample{seed}" if spec.sample else "window",
+        train_key=sample_key(seed) if spec.sample else "window",
         valid_key="valid",
+        phase_train_keys=tuple(sample_key(seed, p) for p in range(len(phases))) if fresh else (),
     )
 
 
-def student_datasets(cfg: ExperimentConfig, fm: FeatureMap, jobs: list[TrainJob]) -> dict:
-    """The datasets ``jobs`` name: the window, its validation tail and one sample per seed a sampled job uses."""
+def student_datasets(cfg: ExperimentConfig, fm: FeatureMap, jobs: list[TrainJob],
+                     positive: PositiveRatePlan | None = None) -> dict:
+    """The datasets ``jobs`` name: the window, its validation tail and each sample a sampled job
+    uses (``positive``: the plan of a ``positive_rate`` sample, see ``sample_plan``)."""
     periods = A.period_range(cfg.data.window_periods)
     window, valid = ray_data.window_split(cfg.data.root, periods, fm, cfg.data.valid_fraction)
     datasets = {"window": window, "valid": valid}
-    for seed in sorted({j.seed for j in jobs if j.train_key != "window"}):
-        datasets[f"sample{seed}"], _ = ray_data.window_split(
-            cfg.data.root, periods, fm, cfg.data.valid_fraction, r=cfg.distill.r, seed=seed,
-            mode=cfg.distill.sample_mode)
+    samples = {sample_key(j.seed, p): sample_seed(j.seed, p) for j in jobs if j.train_key != "window"
+               for p in range(len(j.phases))}
+    for key in sorted({k for j in jobs if j.train_key != "window" for k in engine.phase_keys(j)}):
+        datasets[key], _ = ray_data.window_split(
+            cfg.data.root, periods, fm, cfg.data.valid_fraction, r=cfg.distill.r, seed=samples[key],
+            mode=cfg.distill.sample_mode, positive=positive)
     return datasets
 
 
@@ -249,6 +301,7 @@ class OfflinePlan:
             its folder and import fingerprint (nothing trains it).
         projection: the projection's fingerprint; its folder is ``projection_dir``.
         imported: the teacher is a deployed model (``teacher_import``), not trained here.
+        positive: the keep probabilities of a ``positive_rate`` sample (``sample_plan``), else None.
     """
 
     cfg: ExperimentConfig
@@ -259,6 +312,7 @@ class OfflinePlan:
     teacher: TrainJob
     projection: str
     imported: bool = False
+    positive: PositiveRatePlan | None = None
 
     @property
     def teacher_checkpoint(self) -> str:
@@ -276,9 +330,14 @@ class OfflinePlan:
     def student(self, method: str, seed: int) -> TrainJob:
         """The job of student ``method`` with ``seed``, in ``students/<method>-seed<s>/<fingerprint>``."""
         cfg, spec = self.cfg, get_method(method)
-        job = student_job(method, seed, cfg, self.fm, self.teacher_checkpoint, self.init_path, self.out_dir)
+        job = student_job(method, seed, cfg, self.fm, self.teacher_checkpoint, self.init_path, self.out_dir,
+                          logit_shift=self.positive.logit_shift if self.positive else 0.0)
+        sample = {"r": cfg.distill.r, "mode": cfg.distill.sample_mode, "seed": seed,
+                  "fresh_per_phase": bool(job.phase_train_keys)}
+        if self.positive is not None:
+            sample["positive_rate"] = cfg.distill.positive_rate
         rows = {"rows": self.data["window"], "valid_fraction": cfg.data.valid_fraction,
-                "sample": {"r": cfg.distill.r, "mode": cfg.distill.sample_mode, "seed": seed} if spec.sample else None}
+                "sample": sample if spec.sample else None}
         upstream = ({"teacher": self.teacher.fingerprint} if job.teacher_checkpoint else {}) | (
             {"projection": self.projection} if job.init_embeddings else {})
         fp = F.train_fingerprint(job, rows, cfg.resources.num_workers, self.code, upstream)
@@ -308,7 +367,8 @@ def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> 
         teacher = bound_history_job(cfg, fm, "teacher", out_dir / "teacher", cfg.teacher, 0,
                                     {"rows": data["teacher"], "valid_fraction": cfg.data.valid_fraction})
     projection = F.projection_fingerprint(teacher.fingerprint, cfg.student.embed_dim, cfg.projection, code)
-    return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection, bool(cfg.teacher_import.program))
+    positive = sample_plan(cfg, fm) if any(get_method(m).sample for m in cfg.methods) else None
+    return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection, bool(cfg.teacher_import.program), positive)
 
 
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
@@ -321,8 +381,8 @@ def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, proje
     seeds = list(cfg.seeds if seeds is None else seeds)
     pairs = [(m, s) for s in seeds for m in methods]
     jobs = [plan.student(m, s) for m, s in pairs]
-    outcomes = fit_many(jobs, lambda pending: student_datasets(cfg, fm, pending), cfg.resources, name="students",
-                        storage_dir=plan.out_dir, fresh=fresh, on_epoch=on_epoch)
+    outcomes = fit_many(jobs, lambda pending: student_datasets(cfg, fm, pending, plan.positive), cfg.resources,
+                        name="students", storage_dir=plan.out_dir, fresh=fresh, on_epoch=on_epoch)
     reused = [f"{m}-seed{s}" for (m, s), o in zip(pairs, outcomes) if o.reused]
     if reused:
         _say(f"students finished earlier with the same fingerprints, reused: {', '.join(reused)}")
@@ -335,6 +395,9 @@ def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, proje
             "method": name,
             "seed": seed,
             **{k: metrics[k] for k in ("auc", "logloss", "bias")},
+            # a positive-rate sample's student: its figures before the log-odds correction (None otherwise)
+            "bias_uncorrected": metrics.get("bias_uncorrected"),
+            "logloss_uncorrected": metrics.get("logloss_uncorrected"),
             "train_seconds": outcome.train_seconds + extra,
             "wall_seconds": outcome.wall_seconds + extra,
             "samples": outcome.samples_seen,

@@ -124,6 +124,10 @@ def check_models(cfg: ExperimentConfig, fm: FeatureMap | None, zoo_models: tuple
 
     shape = _shape_only(fm) if fm is not None else _stand_in(cfg)
     models: list[tuple[str, ModelConfig]] = [("teacher", cfg.teacher), ("student", cfg.student)]
+    for key, model in models:
+        if model.logit_offset:
+            raise ConfigError(f"{key}.logit_offset: set by training on a distill.sample_mode positive_rate sample "
+                              f"(saved with the student's checkpoint), not in a config; got {model.logit_offset}")
     if zoo_models:
         from crossadapt.experiment.zoo import model_config
 
@@ -246,6 +250,7 @@ def _check_data(cfg: ExperimentConfig, request: Request, fm: FeatureMap | None) 
     if fm is not None:
         if request.command != "prepare":  # prepare writes the data; it warns about the split after
             check_data_periods(cfg, fm)
+            check_sample(cfg, fm)
         return
     if source == "parquet":
         raise ConfigError(f"data.root: {root} holds no {FEATURE_MAP_FILE}; run `crossadapt prepare` first "
@@ -266,6 +271,17 @@ def _check_data(cfg: ExperimentConfig, request: Request, fm: FeatureMap | None) 
                     f"{SUBMIT_DIR_ENV})") if job_working_dir() else ""
             raise ConfigError(f"data.raw_path: {raw} not found{hint}")
     _check_declared_periods(cfg, request)
+
+
+def check_sample(cfg: ExperimentConfig, fm: FeatureMap) -> None:
+    """A ``distill.sample_mode: positive_rate`` sample the window's pool can give (enough clicks for
+    ``distill.r`` at ``distill.positive_rate``); ConfigError naming ``distill.r`` otherwise. Reads
+    the label column of the window's files only."""
+    from crossadapt.experiment.methods import get_method
+    from crossadapt.experiment.offline import sample_plan
+
+    if cfg.distill.sample_mode == "positive_rate" and any(get_method(m).sample for m in cfg.methods):
+        sample_plan(cfg, fm)
 
 
 def _check_declared_periods(cfg: ExperimentConfig, request: Request) -> None:

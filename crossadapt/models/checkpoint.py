@@ -57,7 +57,8 @@ def check_model_matches(path: str | os.PathLike, got: ModelConfig, key: str, exp
     at odds with the file the user wrote; the message gives the ``--set`` that makes them agree.
     """
     a, b = config_mod.to_dict(got), config_mod.to_dict(expected)
-    differ = [k for k in a if a[k] != b.get(k)]
+    # logit_offset is set by training (a positive-rate sample's correction), never by the config
+    differ = [k for k in a if a[k] != b.get(k) and k != "logit_offset"]
     # name and embed_dim first: they decide the projection and are what is usually mistaken
     differ.sort(key=lambda k: (k not in ("name", "embed_dim"), k))
     if differ:

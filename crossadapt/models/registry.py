@@ -123,13 +123,32 @@ def build_model(cfg: ModelConfig, feature_map: FeatureMap, key: str = "model.nam
     """
     cls = model_class(cfg.name, key)
     if not is_user_model(cfg.name):
-        return cls(feature_map, cfg)
+        return _with_offset(cls(feature_map, cfg), cfg.logit_offset)
     try:
-        return cls(feature_map, cfg)
+        model = cls(feature_map, cfg)
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - the user's constructor raised
         raise ConfigError(f"{key}: {cfg.name}(feature_map, cfg) raised {type(e).__name__}: {e}") from e
+    return _with_offset(model, cfg.logit_offset)
+
+
+class LogitOffset:
+    """Forward hook adding a constant to a model's logits (``ModelConfig.logit_offset``)."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = float(offset)
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output + self.offset
+
+
+def _with_offset(model: nn.Module, offset: float) -> nn.Module:
+    """``model`` whose every forward adds ``offset`` to its logits (nothing when 0): the offset lives in
+    the config saved with every checkpoint, so each rebuild of the model predicts the same."""
+    if offset:
+        model.register_forward_hook(LogitOffset(offset))
+    return model
 
 
 def check_model(cfg: ModelConfig, feature_map: FeatureMap, key: str = "model") -> None:

@@ -84,7 +84,8 @@ class StudentWorker(_Worker):
         model = load_checkpoint(checkpoint, expected_feature_map=fm).model
         self.alpha = cfg.alpha if kd else 0.0
         self.learner = OnlineLearner(model, cfg.student_lr, device=_device(device), kd_kind=cfg.kd_kind,
-                                     temperature=cfg.temperature)
+                                     temperature=cfg.temperature, embed_lr=cfg.student_embed_lr,
+                                     loss_form=cfg.loss_form)
 
     def train_step(self, batch: Batch, teacher_logits: np.ndarray | None = None) -> float:
         """One step; ``teacher_logits`` is ignored when the student does not distil."""
@@ -129,7 +130,8 @@ class TeacherWorker(_Worker):
             peer = build_model(ck.model_cfg, fm)
         self.updates = updates
         self.learner = PeriodicTeacher(model, cfg.teacher_lr, peer=peer, peer_alpha=cfg.teacher_alpha,
-                                       device=_device(device), kd_kind=cfg.kd_kind, temperature=cfg.temperature)
+                                       device=_device(device), kd_kind=cfg.kd_kind, temperature=cfg.temperature,
+                                       embed_lr=cfg.teacher_embed_lr, loss_form=cfg.loss_form)
 
     def needs_student(self) -> bool:
         """Whether the student's weights are needed before an update."""

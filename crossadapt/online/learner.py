@@ -50,23 +50,27 @@ class OnlineLearner:
         lr, weight_decay: Adam settings.
         device: where the model runs.
         kd_kind, temperature: the KD term (see ``crossadapt.losses.kd_loss``).
+        embed_lr: the embedding tables' Adam rate (None: ``lr``; ``engine.make_optimizer``).
+        loss_form: ``"additive"`` or ``"convex"`` (``crossadapt.losses.distillation_loss``).
 
     Attributes:
         version: how many times the weights changed (steps for the student, updates for the teacher).
     """
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float = 0.0, device: str | torch.device = "cpu",
-                 kd_kind: str = "mse", temperature: float = 1.0) -> None:
+                 kd_kind: str = "mse", temperature: float = 1.0, embed_lr: float | None = None,
+                 loss_form: str = "additive") -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.model.train()
         for p in self.model.parameters():
             p.requires_grad_(True)  # a checkpoint from phase 1 may still carry frozen embeddings
         # A model without parameters (an imported teacher frozen into constants) serves, never steps.
-        self.opt = engine.make_optimizer(self.model, lr, weight_decay) if any(True for _ in self.model.parameters()) \
-            else None
+        self.opt = engine.make_optimizer(self.model, lr, weight_decay, embed_lr) \
+            if any(True for _ in self.model.parameters()) else None
         self.kd_kind = kd_kind
         self.temperature = temperature
+        self.loss_form = loss_form
         self.version = 0
 
     def logits(self, batch: Batch) -> np.ndarray:
@@ -81,7 +85,7 @@ class OnlineLearner:
         self.model.train()
         z = self.model(t["ids"], t["dense"] if t["dense"].shape[1] else None)
         peer = None if peer_logits is None else torch.from_numpy(np.array(peer_logits, dtype=np.float32)).to(self.device)
-        loss = distillation_loss(z, t["label"], peer, alpha, self.kd_kind, self.temperature)
+        loss = distillation_loss(z, t["label"], peer, alpha, self.kd_kind, self.temperature, self.loss_form)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,11 +35,13 @@ Tensors = dict[str, torch.Tensor]
 
 @dataclass
 class Phase:
-    """A stretch of epochs with one learning rate; ``freeze_embeddings`` keeps the tables fixed."""
+    """A stretch of epochs with one learning rate; ``freeze_embeddings`` keeps the tables fixed;
+    ``embed_lr`` is the tables' own rate when they train (None: ``lr``)."""
 
     epochs: int
     lr: float
     freeze_embeddings: bool = False
+    embed_lr: float | None = None
 
 
 @dataclass
@@ -55,18 +57,35 @@ class TrainJob:
     weight_decay: float = 0.0
     patience: int = 2
     seed: int = 0
+    embed_weight_decay: float | None = None  # the tables' weight decay (None: weight_decay)
     teacher_checkpoint: str = ""
     alpha: float = 0.0
     temperature: float = 1.0
     kd_kind: str = "bce"
+    loss_form: str = "additive"  # crossadapt.losses.distillation_loss
+    # log(keep_pos / keep_neg) of a positive-rate sample (crossadapt.data.sampling), 0 otherwise: the
+    # teacher's logits are moved by it while the student trains on the sample, validation and the
+    # saved model (ModelConfig.logit_offset) subtract it.
+    logit_shift: float = 0.0
     init_embeddings: str = ""
     amp: str = "none"
     train_key: str = "train"
     valid_key: str = "valid"
+    # One dataset name per phase (a fresh sample per phase); empty: every phase trains on train_key.
+    phase_train_keys: tuple[str, ...] = ()
     checkpoint_interval_s: float = 30.0  # 0: a resumable checkpoint after every epoch
     # What produced the job's result (crossadapt.fingerprint), set by the driver: written into its
     # outcome, best checkpoint and resumable checkpoints; never part of its own digest.
     fingerprint: str = ""
+
+
+def phase_keys(job: TrainJob) -> list[str]:
+    """The dataset each phase of ``job`` trains on."""
+    if job.phase_train_keys:
+        if len(job.phase_train_keys) != len(job.phases):
+            raise ConfigError(f"{job.name}: {len(job.phase_train_keys)} phase datasets for {len(job.phases)} phases")
+        return list(job.phase_train_keys)
+    return [job.train_key] * len(job.phases)
 
 
 def to_tensors(a: Arrays, device: torch.device | str = "cpu") -> Tensors:
@@ -103,19 +122,23 @@ def predict_logits(model: nn.Module, data: Tensors, batch_size: int = 65536, amp
     return torch.cat(out) if out else torch.zeros(0, device=device)
 
 
-def predict_proba(model: nn.Module, data: Tensors | Arrays, batch_size: int = 65536) -> np.ndarray:
-    """Click probabilities of ``model`` for every row of ``data``: float32, on the host."""
+def predict_proba(model: nn.Module, data: Tensors | Arrays, batch_size: int = 65536,
+                  logit_offset: float = 0.0) -> np.ndarray:
+    """Click probabilities of ``model`` for every row of ``data`` (``logit_offset`` added to its
+    logits first): float32, on the host."""
     if isinstance(data["ids"], np.ndarray):
         device = next(model.parameters()).device
         data = to_tensors(data, device)  # type: ignore[arg-type]
-    return torch.sigmoid(predict_logits(model, data, batch_size)).cpu().numpy()
+    z = predict_logits(model, data, batch_size)
+    return torch.sigmoid(z + logit_offset if logit_offset else z).cpu().numpy()
 
 
-def evaluate(model: nn.Module, data: Tensors | Arrays, batch_size: int = 65536) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Tensors | Arrays, batch_size: int = 65536,
+             logit_offset: float = 0.0) -> dict[str, float]:
     """AUC, LogLoss and bias of ``model`` on all rows of ``data`` (metrics in float64)."""
     labels = data["label"]
     labels = labels.cpu().numpy() if torch.is_tensor(labels) else labels
-    return evaluate_predictions(labels, predict_proba(model, data, batch_size))
+    return evaluate_predictions(labels, predict_proba(model, data, batch_size, logit_offset))
 
 
 def batches(n: int, batch_size: int, steps: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
@@ -191,7 +214,8 @@ def train_steps(
         with autocast(device, job.amp):
             z = model(data["ids"][idx], None if dense is None else dense[idx])
         t = None if teacher_logits is None else teacher_logits[idx]
-        loss = distillation_loss(z.float(), data["label"][idx], t, job.alpha, job.kd_kind, job.temperature)
+        loss = distillation_loss(z.float(), data["label"][idx], t, job.alpha, job.kd_kind, job.temperature,
+                                 job.loss_form)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -244,12 +268,16 @@ def build_job_model(job: TrainJob, fm: FeatureMap, device: torch.device | str) -
 
 
 def job_teacher_logits(job: TrainJob, fm: FeatureMap, train: Tensors) -> torch.Tensor | None:
-    """The frozen teacher's logits for every training row (computed once), or None without distillation."""
+    """The frozen teacher's logits for every training row (computed once), or None without distillation.
+
+    On a positive-rate sample they are moved by ``job.logit_shift`` onto the sample's prior, the
+    one the labels of the sample have (see ``crossadapt.data.sampling``)."""
     if not (job.teacher_checkpoint and job.alpha > 0):
         return None
     device = train["ids"].device
     teacher = load_teacher_model(job.teacher_checkpoint, fm, device)  # a zoo checkpoint or an imported teacher
-    return predict_logits(teacher, train, amp=job.amp)
+    z = predict_logits(teacher, train, amp=job.amp)
+    return z + job.logit_shift if job.logit_shift else z
 
 
 def new_state() -> dict[str, Any]:
@@ -275,9 +303,9 @@ def _is_better(score: float, state: dict[str, Any]) -> bool:
 def run_phases(
     model: nn.Module,
     job: TrainJob,
-    train: Tensors,
+    train: Tensors | Sequence[Tensors],
     valid: Tensors | None,
-    teacher_logits: torch.Tensor | None,
+    teacher_logits: torch.Tensor | None | Sequence[torch.Tensor | None],
     coll: Collective = Collective(),
     saved: dict[str, Any] | None = None,
     on_epoch: EpochHook | None = None,
@@ -289,14 +317,16 @@ def run_phases(
     The one training loop of the project: Ray Train workers run it with DDP collectives, Tune
     trials and benchmarks in one process. ``saved`` (``{"model", "optimizer", "state"}``) resumes
     exactly where a checkpoint left off: the batch order of an epoch depends only on the seed,
-    rank, phase and epoch. Returns the final state (history, samples, seconds, best AUC and LogLoss).
+    rank, phase and epoch. ``train`` and ``teacher_logits`` are one set for every phase, or a
+    sequence of one per phase (a fresh sample per phase, ``phase_keys``). Validation scores the
+    model with ``-job.logit_shift`` added to its logits (a positive-rate sample's correction).
+    Returns the final state (history, samples, seconds, best AUC and LogLoss).
     """
-    device = train["ids"].device
-    # DDP needs the same number of steps on every rank: the smallest shard decides.
-    n_local = train["ids"].shape[0]
-    n_min = int(coll.min(n_local))
-    batch = max(1, min(job.batch_size, n_min))
-    steps = max(1, -(-n_min // batch))  # ceil: the last batch may be partial, no sampled row is wasted
+    n_phases = len(job.phases)
+    trains = list(train) if not isinstance(train, dict) else [train] * n_phases
+    logits_per_phase = (list(teacher_logits) if isinstance(teacher_logits, (list, tuple))
+                        else [teacher_logits] * n_phases)
+    device = trains[0]["ids"].device
 
     state, optimizer_state = new_state(), None
     if saved is not None:
@@ -310,9 +340,15 @@ def run_phases(
         p = state["phase"]
         phase = job.phases[p]
         last_phase = p == len(job.phases) - 1
+        train, phase_logits = trains[p], logits_per_phase[p]
+        # DDP needs the same number of steps on every rank: the smallest shard decides.
+        n_local = train["ids"].shape[0]
+        n_min = int(coll.min(n_local))
+        batch = max(1, min(job.batch_size, n_min))
+        steps = max(1, -(-n_min // batch))  # ceil: the last batch may be partial, no sampled row is wasted
         apply_phase(model, phase)
         wrapped = coll.wrap(model)  # rebuilt per phase: the set of trainable parameters changes
-        opt = make_optimizer(model, phase.lr, job.weight_decay)
+        opt = make_optimizer(model, phase.lr, job.weight_decay, phase.embed_lr, job.embed_weight_decay)
         if optimizer_state is not None:
             opt.load_state_dict(optimizer_state)
             optimizer_state = None
@@ -322,14 +358,14 @@ def run_phases(
             gen.manual_seed(job.seed * 1_000_003 + coll.rank * 7919 + p * 1000 + e)  # same order after a resume
             te = time.perf_counter()
             loss, seen = train_steps(wrapped, opt, train, batches(n_local, batch, steps, gen, device),
-                                     teacher_logits, job)
+                                     phase_logits, job)
             train_time = time.perf_counter() - te
             seen_all = int(coll.sum(seen))
             record = {"phase": p, "epoch": e, "loss": loss, "samples": seen_all, "seconds": train_time,
                       "samples_per_s": seen_all / max(train_time, 1e-9)}
             improved = False
             if coll.rank == 0 and valid is not None:
-                m = evaluate(model, valid)
+                m = evaluate(model, valid, logit_offset=-job.logit_shift)
                 record.update({f"valid_{k}": v for k, v in m.items() if k != "n"})
                 monitor, score = validation_score(m)
                 if _is_better(score, state):

@@ -162,7 +162,7 @@ def train_loop_per_worker(config: dict) -> None:
             _log.info("%s resumed at phase %d epoch %d", job.name, resume["state"]["phase"], resume["state"]["epoch"])
         error = None
         try:
-            train = data(job.train_key)
+            train = [data(k) for k in engine.phase_keys(job)]  # one per phase (the cache reads each name once)
             valid = data(job.valid_key) if rank == 0 and job.valid_key in config["valid_keys"] else None
         except Exception as e:  # a data error is agreed on below; any other error propagates (and is retried)
             error = _data_error(e, job.train_key)
@@ -231,20 +231,26 @@ def _collective(rank: int, world: int, device: torch.device) -> engine.Collectiv
 
 def _run_job(
     job: TrainJob,
-    train: engine.Tensors,
+    train: list[engine.Tensors],
     valid: engine.Tensors | None,
     rank: int,
     world: int,
     device: torch.device,
     saved: dict | None,
 ) -> dict:
-    """One job through ``engine.run_phases``: rank 0 keeps the best model as ``best.pt``, and
-    resumable checkpoints leave through ``ray.train.report`` every ``checkpoint_interval_s``."""
+    """One job through ``engine.run_phases`` (``train``: one set per phase): rank 0 keeps the best
+    model as ``best.pt`` (with ``-job.logit_shift`` as its logit offset), and resumable checkpoints
+    leave through ``ray.train.report`` every ``checkpoint_interval_s``."""
     fm = FeatureMap.from_dict(job.feature_map)
     run_dir = Path(job.run_dir)
     model = engine.build_job_model(job, fm, device)
+    saved_cfg = replace(job.model, logit_offset=job.model.logit_offset - job.logit_shift)
     t0 = time.perf_counter()
-    teacher_logits = engine.job_teacher_logits(job, fm, train)
+    by_set: dict[int, torch.Tensor | None] = {}  # a set shared by several phases is scored by the teacher once
+    for t in train:
+        if id(t) not in by_set:
+            by_set[id(t)] = engine.job_teacher_logits(job, fm, t)
+    teacher_logits = [by_set[id(t)] for t in train]
     teacher_seconds = time.perf_counter() - t0
     coll = _collective(rank, world, device)
     last_ckpt = [time.perf_counter()]
@@ -254,7 +260,7 @@ def _run_job(
     def on_epoch(record: dict, state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
                  improved: bool, done: bool) -> None:
         if improved:
-            save_checkpoint(run_dir / "best.pt", model, job.model, fm,
+            save_checkpoint(run_dir / "best.pt", model, saved_cfg, fm,
                             {"job": job.name, "fingerprint": job.fingerprint, **record})
         if rank == 0:  # where a long run is, and which process runs it (to watch it, or kill it in tests)
             atomic.write_json(run_dir / PROGRESS_FILE, {"pid": os.getpid(), "job": job.name, "phase": state["phase"],
@@ -271,7 +277,7 @@ def _run_job(
     state = engine.run_phases(model, job, train, valid, teacher_logits, coll, saved, on_epoch)
     if rank == 0:
         if valid is None:  # no validation split: the last model is the one we keep
-            save_checkpoint(run_dir / "best.pt", model, job.model, fm,
+            save_checkpoint(run_dir / "best.pt", model, saved_cfg, fm,
                             {"job": job.name, "fingerprint": job.fingerprint})
         atomic.write_json(run_dir / OUTCOME_FILE, {
             "fingerprint": job.fingerprint,

@@ -19,6 +19,7 @@ import torch
 
 from crossadapt.config import ExperimentConfig, from_dict
 from crossadapt.data import arrays as A
+from crossadapt.data.sampling import PositiveRatePlan, label_mask
 from crossadapt.featuremap import FeatureMap
 from crossadapt.train import engine
 from crossadapt.tune.space import apply_params
@@ -35,25 +36,41 @@ def _trial_setup(config: dict[str, Any]) -> tuple[ExperimentConfig, FeatureMap, 
 
 def offline_trial(config: dict[str, Any]) -> None:
     """Train one CrossAdapt student (projected init, phases, KD, a seeded sample of ratio ``r`` of the
-    retained window) and report the validation AUC of every epoch as ``valid_auc``."""
-    from crossadapt.experiment.offline import student_job
+    retained window, one per phase with ``distill.fresh_sample_per_phase``) and report the
+    validation AUC of every epoch as ``valid_auc``. The sample is uniform of exactly ``round(r n)``
+    rows, or with ``distill.sample_mode: positive_rate`` that mode's sample and log-odds shift
+    (``stratified`` is drawn uniform here: the trial holds the pool as one array)."""
+    from crossadapt.experiment.offline import sample_key, sample_plan, sample_seed, student_job
 
     cfg, fm, trial_dir = _trial_setup(config)
     seed = cfg.seeds[0]
     window = A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm)
     pool, valid = A.split_tail(window, cfg.data.valid_fraction)
-    sample = A.take(pool, A.sample_index(A.num_rows(pool), cfg.distill.r, seed))
-    job = student_job("crossadapt", seed, cfg, fm, config["teacher"], config["init"], trial_dir)
+    positive = sample_plan(cfg, fm)
+    job = student_job("crossadapt", seed, cfg, fm, config["teacher"], config["init"], trial_dir,
+                      logit_shift=positive.logit_shift if positive else 0.0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train_t, valid_t = engine.to_tensors(sample, device), engine.to_tensors(valid, device)
+    phases = range(len(job.phases)) if job.phase_train_keys else [0]
+    samples = {sample_key(seed, p): _sample(pool, cfg.distill.r, sample_seed(seed, p), positive) for p in phases}
+    train_t = {k: engine.to_tensors(s, device) for k, s in samples.items()}
+    valid_t = engine.to_tensors(valid, device)
     model = engine.build_job_model(job, fm, device)
-    logits = engine.job_teacher_logits(job, fm, train_t)
+    by_key = {k: engine.job_teacher_logits(job, fm, t) for k, t in train_t.items()}
+    keys = engine.phase_keys(job)
+    trains, logits = [train_t[k] for k in keys], [by_key[k] for k in keys]
 
     def on_epoch(record: dict, state: dict, *_: Any) -> None:
         ray.tune.report({"valid_auc": record["valid_auc"], "valid_logloss": record["valid_logloss"],
                          "loss": record["loss"], "train_seconds": state["seconds"], "samples": state["samples"]})
 
-    engine.run_phases(model, job, train_t, valid_t, logits, on_epoch=on_epoch)
+    engine.run_phases(model, job, trains, valid_t, logits, on_epoch=on_epoch)
+
+
+def _sample(pool: A.Arrays, r: float, seed: int, positive: PositiveRatePlan | None) -> A.Arrays:
+    """A seeded sample of the pool: ``positive``'s keep probabilities per label, else ``round(r n)`` rows."""
+    if positive is None:
+        return A.take(pool, A.sample_index(A.num_rows(pool), r, seed))
+    return A.take(pool, np.flatnonzero(label_mask(pool["label"], positive, np.random.default_rng(seed))))
 
 
 def online_trial(config: dict[str, Any]) -> None:
