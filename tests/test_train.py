@@ -101,6 +101,28 @@ def test_window_split_is_time_ordered_and_sampled(ray_session, tiny_data):
     assert st.count() == round(0.1 * 6000) + round(0.1 * 3000)
 
 
+def test_window_split_positive_rate_sample(ray_session, tiny_data):
+    """The Ray Data sampler keeps clicks with keep_pos and the rest with keep_neg, seeded, from the
+    pool only. ~1 800 rows at a 50 % target: the rate's sd is about 0.01 (the delta-method formula of
+    test_sampling.py), so 0.05 is 5 sd; the size's sd is about 25 rows, 150 is 6 sd."""
+    from crossadapt.data.sampling import positive_rate_plan
+
+    fm = FeatureMap.load(tiny_data)
+    pool = A.read_periods(tiny_data, [0, 1], fm)
+    labels = pool["label"][:9000]
+    plan = positive_rate_plan(float(labels.mean()), 0.2, 0.5)
+    s1, _ = ray_data.window_split(tiny_data, [0, 1], fm, 0.25, r=0.2, seed=7, mode="positive_rate", positive=plan)
+    s2, _ = ray_data.window_split(tiny_data, [0, 1], fm, 0.25, r=0.2, seed=7, mode="positive_rate", positive=plan)
+    a1, a2 = ray_data.materialize_arrays(s1, fm), ray_data.materialize_arrays(s2, fm)
+    assert np.array_equal(a1["ids"], a2["ids"])
+    assert abs(a1["label"].mean() - 0.5) < 0.05 and abs(A.num_rows(a1) - 0.2 * 9000) < 150, (a1["label"].mean(),
+                                                                                           A.num_rows(a1))
+    pool_rows = {r.tobytes() for r in pool["ids"][:9000]}
+    assert all(r.tobytes() in pool_rows for r in a1["ids"])  # never a validation row
+    with pytest.raises(Exception, match="needs the pool's PositiveRatePlan"):
+        ray_data.window_split(tiny_data, [0, 1], fm, 0.25, r=0.1, seed=7, mode="positive_rate", positive=plan)
+
+
 def test_use_gpu_true_without_a_gpu_fails_at_once(ray_session):
     """A local Ray with no GPU cannot get one: use_gpu=true is a clear error, not a 60 s startup loop."""
     import time
