@@ -286,3 +286,17 @@ def test_online_config_keys_reach_the_actors_learners(tmp_path: Path) -> None:
     assert student.loss_form == teacher.loss_form == "convex"
     names = set(to_dict(cfg.online)) - set(F.ONLINE_EXCLUDED)
     assert {"loss_form", "student_embed_lr", "teacher_embed_lr"} <= names
+
+
+def test_tables_note_both_biases_of_corrected_students() -> None:
+    from crossadapt.experiment.tables import correction_note
+
+    recs = [{"method": "crossadapt", "bias": 0.01, "bias_uncorrected": 1.2, "logloss": 0.4, "logloss_uncorrected": 0.9},
+            {"method": "crossadapt", "bias": -0.03, "bias_uncorrected": 1.4, "logloss": 0.42,
+             "logloss_uncorrected": 0.95},
+            {"method": "scratch", "bias": 0.1, "bias_uncorrected": None, "logloss": 0.5, "logloss_uncorrected": None}]
+    note = correction_note({"offline_records": recs})
+    # mean ± sample std: (0.01, -0.03) -> -0.010 ± 0.028; (1.2, 1.4) -> 1.300 ± 0.141
+    assert len(note) == 1 and "crossadapt bias -0.010 ± 0.028 (without: +1.300 ± 0.141)" in note[0]
+    assert "scratch" not in note[0]
+    assert correction_note({"offline_records": recs[2:]}) == []

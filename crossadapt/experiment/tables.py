@@ -77,6 +77,22 @@ def offline_table(results: dict[str, Any], reference: str = REFERENCE) -> list[s
     return lines
 
 
+def correction_note(results: dict[str, Any]) -> list[str]:
+    """Under the offline table, for students trained on a positive-rate sample: their bias and LogLoss
+    without the log-odds correction beside the corrected ones of the table; [] when none was."""
+    per: dict[str, list[dict]] = {}
+    for r in results.get("offline_records") or []:
+        if r.get("bias_uncorrected") is not None:
+            per.setdefault(r["method"], []).append(r)
+    if not per:
+        return []
+    cells = [f"{m} bias {_pm([r['bias'] for r in rs], 3, sign=True)} (without: "
+             f"{_pm([r['bias_uncorrected'] for r in rs], 3, sign=True)}), LogLoss {_pm([r['logloss'] for r in rs])} "
+             f"(without: {_pm([r['logloss_uncorrected'] for r in rs])})" for m, rs in per.items()]
+    return ["Trained on a positive-rate sample and scored with its log-odds correction (the table's figures); "
+            "the same students without it: " + "; ".join(cells) + "."]
+
+
 def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
 
@@ -190,7 +206,7 @@ def final_test_table(results: dict[str, Any], reference: str = REFERENCE) -> lis
 def tables_markdown(results: dict[str, Any]) -> str:
     """Every table of a run that has data, with a heading each (what ``crossadapt tables`` prints)."""
     parts: list[str] = []
-    for title, lines, note in (("Offline transfer", offline_table(results), []),
+    for title, lines, note in (("Offline transfer", offline_table(results), correction_note(results)),
                                ("Paired tests against CrossAdapt (offline, same test rows)", paired_table(results),
                                 paired_note(results)),
                                ("Online co-distillation", online_table(results), []),
