@@ -117,16 +117,20 @@ def window_split(
     mode: str = "uniform",
     positive: PositiveRatePlan | None = None,
 ) -> tuple[ray.data.Dataset, ray.data.Dataset | None]:
-    """Training pool and validation split of a window, then a seeded sample of ratio ``r`` of the pool.
-
-    Validation is the last ``valid_fraction`` of rows in time order (never trained on). The pool is
-    sampled ``uniform`` (Bernoulli per row, seeded), ``stratified`` (exactly ``round(r * n_k)`` rows
-    of each period ``k``'s share of the pool) or ``positive_rate`` (each click kept with
-    ``positive.keep_pos``, each other row with ``positive.keep_neg``: the plan of this pool,
-    ``crossadapt.data.sampling.positive_rate_plan``; positives come first in the sample).
-    """
-    periods = list(periods)
+    """Training pool and validation split of a window, then a seeded sample of ratio ``r`` of the pool
+    (``window_pieces`` then ``sample_pool``: one call of each)."""
     A.check_sample_ratio(r)
+    pool, valid = window_pieces(root, periods, fm, valid_fraction)
+    return sample_pool(pool, fm, r, seed, mode, positive), valid
+
+
+def window_pieces(
+    root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap, valid_fraction: float,
+) -> tuple[list[ray.data.Dataset], ray.data.Dataset | None]:
+    """The window's training pool, one materialized piece per period, and its validation split: the
+    last ``valid_fraction`` of rows in time order (never trained on). Reading and cutting the window
+    is the expensive part (one Ray Data execution): draw every sample of a stage from one call."""
+    periods = list(periods)
     logs = read_logs(root, periods, fm)  # checks the files first: a broken footer is named, not counted
     counts = period_row_counts(root, periods)
     total = sum(counts)
@@ -138,24 +142,39 @@ def window_split(
     pool, valid = pieces[:-1], pieces[-1] if cut < total else None
     if cut == total:
         pool = pieces[:-1] if pieces[-1].count() == 0 else pieces
+    return pool, valid
+
+
+def sample_pool(
+    pool: list[ray.data.Dataset],
+    fm: FeatureMap,
+    r: float = 1.0,
+    seed: int = 0,
+    mode: str = "uniform",
+    positive: PositiveRatePlan | None = None,
+) -> ray.data.Dataset:
+    """A seeded sample of ratio ``r`` of a pool (``window_pieces``): ``uniform`` (Bernoulli per row,
+    seeded), ``stratified`` (exactly ``round(r * n_k)`` rows of each period ``k``'s share of the
+    pool) or ``positive_rate`` (each click kept with ``positive.keep_pos``, each other row with
+    ``positive.keep_neg``: the plan of this pool, ``crossadapt.data.sampling.positive_rate_plan``;
+    positives come first in the sample). ``r >= 1``: the whole pool."""
+    A.check_sample_ratio(r)
+    whole = pool[0].union(*pool[1:]) if len(pool) > 1 else pool[0]
     if r >= 1:
-        train = pool[0].union(*pool[1:]) if len(pool) > 1 else pool[0]
-    elif mode == "uniform":
-        train = (pool[0].union(*pool[1:]) if len(pool) > 1 else pool[0]).random_sample(r, seed=seed)
-    elif mode == "stratified":
+        return whole
+    if mode == "uniform":
+        return whole.random_sample(r, seed=seed)
+    if mode == "stratified":
         parts = [p.random_shuffle(seed=seed + i).limit(max(1, int(round(r * p.count())))) for i, p in enumerate(pool)]
-        train = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
-    elif mode == "positive_rate":
+        return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    if mode == "positive_rate":
         if positive is None or positive.r != r:
             raise DataError(f"positive_rate sample of ratio {r}: needs the pool's PositiveRatePlan of that ratio")
-        whole = pool[0].union(*pool[1:]) if len(pool) > 1 else pool[0]
         pos = whole.map_batches(_label_rows(fm.label, 1), batch_format="pyarrow", batch_size=None)
         neg = whole.map_batches(_label_rows(fm.label, 0), batch_format="pyarrow", batch_size=None)
-        train = pos.random_sample(positive.keep_pos, seed=seed).union(
+        return pos.random_sample(positive.keep_pos, seed=seed).union(
             neg.random_sample(positive.keep_neg, seed=seed + 1))  # Bernoulli per row, as label_mask
-    else:
-        raise DataError(f"unknown sample mode {mode!r}; use 'uniform', 'stratified' or 'positive_rate'")
-    return train, valid
+    raise DataError(f"unknown sample mode {mode!r}; use 'uniform', 'stratified' or 'positive_rate'")
 
 
 def _label_rows(label: str, value: int):

@@ -278,15 +278,14 @@ def student_datasets(cfg: ExperimentConfig, fm: FeatureMap, jobs: list[TrainJob]
                      positive: PositiveRatePlan | None = None) -> dict:
     """The datasets ``jobs`` name: the window, its validation tail and each sample a sampled job
     uses (``positive``: the plan of a ``positive_rate`` sample, see ``sample_plan``)."""
-    periods = A.period_range(cfg.data.window_periods)
-    window, valid = ray_data.window_split(cfg.data.root, periods, fm, cfg.data.valid_fraction)
-    datasets = {"window": window, "valid": valid}
+    pool, valid = ray_data.window_pieces(cfg.data.root, A.period_range(cfg.data.window_periods), fm,
+                                         cfg.data.valid_fraction)  # read and cut once, every sample from it
+    datasets = {"window": ray_data.sample_pool(pool, fm), "valid": valid}
     samples = {sample_key(j.seed, p): sample_seed(j.seed, p) for j in jobs if j.train_key != "window"
                for p in range(len(j.phases))}
     for key in sorted({k for j in jobs if j.train_key != "window" for k in engine.phase_keys(j)}):
-        datasets[key], _ = ray_data.window_split(
-            cfg.data.root, periods, fm, cfg.data.valid_fraction, r=cfg.distill.r, seed=samples[key],
-            mode=cfg.distill.sample_mode, positive=positive)
+        datasets[key] = ray_data.sample_pool(pool, fm, r=cfg.distill.r, seed=samples[key],
+                                             mode=cfg.distill.sample_mode, positive=positive)
     return datasets
 
 
