@@ -300,3 +300,22 @@ def test_tables_note_both_biases_of_corrected_students() -> None:
     assert len(note) == 1 and "crossadapt bias -0.010 ± 0.028 (without: +1.300 ± 0.141)" in note[0]
     assert "scratch" not in note[0]
     assert correction_note({"offline_records": recs[2:]}) == []
+
+
+def test_an_exported_student_keeps_its_logit_offset(tmp_path: Path) -> None:
+    """``crossadapt export`` traces the offset's forward hook: the program predicts corrected logits."""
+    from crossadapt.models.export import check_program, export_program, probe_batch
+
+    fm = FeatureMap("t", tuple(FieldSpec(f"f{i}", vocab_size=20) for i in range(3)))
+    cfg = ModelConfig(name="dnn", embed_dim=4, hidden_units=(8,), logit_offset=-2.0)
+    torch.manual_seed(0)
+    corrected = build_model(cfg, fm).eval()
+    torch.manual_seed(0)
+    raw = build_model(dataclasses.replace(cfg, logit_offset=0.0), fm).eval()
+    ids, dense = probe_batch(fm, 16)
+    path = tmp_path / "model.pt2"
+    export_program(corrected, fm, path)
+    assert check_program(path, corrected, fm) == 0.0
+    program = torch.export.load(path).module()
+    with torch.no_grad():  # float32 logits of the same weights: the shift is exact up to rounding
+        assert torch.allclose(program(ids, dense), raw(ids, dense) - 2.0, atol=1e-6)
