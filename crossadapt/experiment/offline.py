@@ -37,7 +37,7 @@ from crossadapt import atomic, log
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
-from crossadapt.data import ray_data
+from crossadapt.data import ray_data, shard_budget
 from crossadapt.errors import ConfigError
 from crossadapt.experiment import paired
 from crossadapt.experiment.methods import METHODS, get_method, phases_for
@@ -92,6 +92,15 @@ def history_datasets(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[ray.data.Da
     return ray_data.window_split(cfg.data.root, A.period_range(cfg.data.teacher_periods), fm, cfg.data.valid_fraction)
 
 
+def stream_buffer_rows(cfg: ExperimentConfig, fm: FeatureMap, periods: tuple[int, int], r: float = 1.0,
+                       distill: bool = False) -> int:
+    """``TrainJob.stream_buffer_rows`` of a job trained on a sample of ratio ``r`` of ``periods``' pool:
+    0 when a worker's shard fits ``resources.cache_bytes`` (held resident), else the shuffle buffer."""
+    rows = shard_budget.pool_rows(cfg.data.root, A.period_range(periods), cfg.data.valid_fraction)
+    shard = shard_budget.shard_bytes(rows, r, cfg.resources.num_workers, shard_budget.row_bytes(fm, distill))
+    return shard_budget.stream_buffer_rows(shard, cfg.resources.cache_bytes, cfg.resources.stream_buffer_rows)
+
+
 def history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, run_dir: str | Path, model: ModelConfig,
                 seed: int = 0) -> TrainJob:
     """A model trained like the teacher: labels only, one phase of ``optim`` settings, early stopping."""
@@ -107,6 +116,7 @@ def history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, run_dir: str |
         seed=seed,
         amp=cfg.resources.amp,
         checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
+        stream_buffer_rows=stream_buffer_rows(cfg, fm, cfg.data.teacher_periods),
     )
 
 
@@ -223,6 +233,8 @@ def student_job(name: str, seed: int, cfg: ExperimentConfig, fm: FeatureMap, tea
         checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
         train_key=f"sample{seed}" if spec.sample else "window",
         valid_key="valid",
+        stream_buffer_rows=stream_buffer_rows(cfg, fm, cfg.data.window_periods, cfg.distill.r if spec.sample else 1.0,
+                                              distill=spec.teacher and cfg.distill.alpha > 0),
     )
 
 
