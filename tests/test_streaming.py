@@ -119,3 +119,21 @@ def test_streamed_and_resident_training_agree_within_the_seed_spread(ray_session
     pooled = math.sqrt((resident.var(ddof=1) + streamed.var(ddof=1)) / 2)
     se_diff = pooled * math.sqrt(2 / len(SEEDS))
     assert abs(resident.mean() - streamed.mean()) <= 3 * se_diff, auc
+
+
+def test_period_chunks_cut_across_files_and_test_split_follows_the_budget(world, tmp_path):
+    fm = FeatureMap.load(world)
+    whole = A.read_periods(world, [0, 1], fm)
+    chunks = A.PeriodChunks(world, [0, 1], fm, chunk_rows=3000)
+    parts = list(chunks)
+    assert [A.num_rows(p) for p in parts] == [3000, 3000, 3000, 1000] and chunks.rows == 10000
+    assert all(np.array_equal(A.concat(parts)[k], whole[k]) for k in whole)
+    assert np.array_equal(A.labels_of(chunks), whole["label"])
+    cfg = load_config(None)
+    cfg = replace(cfg, data=replace(cfg.data, root=str(world), test_periods=(2, 3)))
+    held = offline.test_arrays(cfg, fm)
+    streamed = offline.test_arrays(replace(cfg, resources=replace(cfg.resources, cache_bytes=0)), fm)
+    assert isinstance(held, dict) and isinstance(streamed, A.PeriodChunks)
+    torch.manual_seed(0)
+    model = build_model(SMALL, fm)
+    assert engine.evaluate(model, held) == engine.evaluate(model, streamed)

@@ -67,24 +67,31 @@ if TYPE_CHECKING:
 _say = log.sayer(__name__)
 
 
-def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> A.Arrays:
-    """The evaluation period(s), read once."""
-    return A.read_periods(cfg.data.root, A.period_range(cfg.data.test_periods), fm)
+EvalSplit = A.Arrays | A.PeriodChunks
 
 
-def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, float]:
+def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> EvalSplit:
+    """The evaluation period(s): read once when their arrays fit ``resources.cache_bytes``, else read
+    in chunks at each evaluation (the same scores; only scores and labels are held)."""
+    chunks = A.PeriodChunks(cfg.data.root, A.period_range(cfg.data.test_periods), fm)
+    if chunks.rows * shard_budget.row_bytes(fm) <= cfg.resources.cache_bytes:
+        return A.read_periods(cfg.data.root, chunks.periods, fm)
+    return chunks
+
+
+def evaluate_checkpoint(path: str, fm: FeatureMap, data: EvalSplit) -> dict[str, float]:
     """Test metrics of a checkpoint (its feature map must match the data's) or an imported teacher."""
     model = load_teacher_model(path, fm)
     return engine.evaluate(model, data)
 
 
-def evaluate_student(path: str, fm: FeatureMap, data: A.Arrays, test_periods: tuple[int, int]) -> dict[str, float]:
+def evaluate_student(path: str, fm: FeatureMap, data: EvalSplit, test_periods: tuple[int, int]) -> dict[str, float]:
     """Test metrics of a student checkpoint; its test scores are saved beside it for the paired tests
     (``crossadapt.experiment.paired``), from the same float32 probabilities the metrics come from."""
     model = load_checkpoint(path, expected_feature_map=fm).model
-    scores = engine.predict_proba(model, data)
-    paired.save_test_scores(path, scores, data["label"], A.period_range(test_periods))
-    return evaluate_predictions(data["label"], scores)
+    scores, labels = engine.scores_and_labels(model, data)
+    paired.save_test_scores(path, scores, labels, A.period_range(test_periods))
+    return evaluate_predictions(labels, scores)
 
 
 def history_datasets(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[ray.data.Dataset, ray.data.Dataset]:
@@ -324,7 +331,7 @@ def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> 
 
 
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
-                 test: A.Arrays, methods: list[str] | None = None, seeds: list[int] | None = None,
+                 test: EvalSplit, methods: list[str] | None = None, seeds: list[int] | None = None,
                  fresh: bool = False, on_epoch: EpochCallback | None = None) -> list[dict]:
     """Train every (method, seed) student in one Ray Train run (finished ones of the same fingerprint
     are reused) and evaluate each on the test period(s). Its rank 0 says "job k of N" with an ETA after
