@@ -130,6 +130,8 @@ def main() -> None:
         res = json.loads(path.read_text())
         cfg = res.get("config", {})
         how = "--quick" if cfg.get("quick", True) else f"--device {cfg.get('device', 'cpu')}"
+        if name == "scale" and not cfg.get("quick"):
+            how = "--rows " + ",".join(str(r) for r in cfg.get("rows", []))
         print(f"### {name} (`python benchmarks/{name}.py {how}`, {res.get('runtime_s', 0):.0f} s)\n")
         print(f"Machine: {_machine(res)}.\n")
         print(fn(res) + "\n")
