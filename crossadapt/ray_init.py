@@ -48,6 +48,9 @@ def init_ray(num_cpus: int | None = None, object_store_memory: int | None = None
         # so on a small machine every run warned. A local Ray lets 16 start at once (a user setting wins).
         if (num_cpus or os.cpu_count() or 1) < MIN_STARTUP_CONCURRENCY:
             os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(MIN_STARTUP_CONCURRENCY))
+        # One machine is never drained by a cluster manager: Ray Train's preemption watcher (an actor,
+        # one more process started per fit) has nothing to watch here.
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
         ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_memory,
                  include_dashboard=True, dashboard_host="127.0.0.1", _node_ip_address="127.0.0.1",
                  configure_logging=False, runtime_env=ray_logs.runtime_env())

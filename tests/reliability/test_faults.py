@@ -147,7 +147,7 @@ def test_interrupted_fit_resumes_on_rerun_and_a_changed_job_starts_afresh(ray_se
     import torch
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
-    EPOCHS = 20  # tiny epochs (~0.1 s)
+    EPOCHS = 8  # tiny epochs (~0.1 s); the kill comes after epoch 3
 
     root = tmp_path / "data"
     generate(SyntheticConfig(num_fields=4, vocab_size=100, rows_per_period=3000, num_periods=2, drift_periods=(1,),
