@@ -365,14 +365,13 @@ class OnlineStream:
         ``period``, read chunk by chunk; only the scores and labels are held."""
         scores: list[list] = [[] for _ in scorers]
         labels = []
-        for chunk in period:
+        for chunk in period:  # one chunk in the object store at a time
             ref = ray.put(chunk)
-            for out, score in zip(scores, scorers):
-                out.append(score(ref))
+            for out, got in zip(scores, ray.get([score(ref) for score in scorers])):
+                out.append(got)
             labels.append(chunk["label"])
         y = np.concatenate(labels) if labels else np.zeros(0, np.float32)
-        return [evaluate_predictions(y, np.concatenate(ray.get(refs)) if refs else np.zeros(0, np.float32))
-                for refs in scores]
+        return [evaluate_predictions(y, np.concatenate(s) if s else np.zeros(0, np.float32)) for s in scores]
 
     def _period(self, committed: dict[str, Any]) -> dict[str, Any]:
         """Run one period from ``committed`` (left untouched) and return the state after it."""
