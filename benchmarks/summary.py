@@ -38,7 +38,8 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 def _machine(res: dict[str, Any]) -> str:
     m = res["machine"]
     dev = m.get("cuda_device") or "CPU"
-    return f"{m['cpu_count']} CPU cores, {m['memory_gib']} GiB, {dev}, torch {m['torch']}, Ray {m['ray']}"
+    mem = f", {m['memory_gib']} GiB" if m.get("memory_gib") else ""
+    return f"{m['cpu_count']} CPU cores{mem}, {dev}, torch {m['torch']}, Ray {m['ray']}"
 
 
 def train(res: dict[str, Any]) -> str:
@@ -93,11 +94,35 @@ def online(res: dict[str, Any]) -> str:
                    "exchange share (bare)", "teacher updates"], rows)
 
 
+def scale(res: dict[str, Any]) -> str:
+    """Per size and offline stage: rows, seconds, rows/s and peak RSS (``benchmarks/scale.py``)."""
+    rows = []
+    for size in res["sizes"]:
+        for name, st in size["stages"].items():
+            held = (st.get("data") or {}).get("train", {}).get("mode", "-")
+            train_rps = st["rows"] / st["train_seconds"] if st.get("train_seconds") else None
+            rows.append([_si(size["rows"]), name, _si(st["rows"]), _r(st["seconds"], 1), _si(st["rows_per_s"]),
+                         _si(train_rps), _si(st["driver_peak_rss_bytes"]) + "B",
+                         _si(st["worker_peak_rss_bytes"]) + "B" if st.get("worker_peak_rss_bytes") else "-", held])
+    out = _table(["world rows", "stage", "rows", "wall s", "rows/s (wall)", "rows/s (training)", "driver peak RSS",
+                  "largest worker peak RSS", "shard"], rows)
+    c = res.get("checks") or {}
+    if c:
+        lines = [f"Largest size / smallest: {c['rows_ratio']:.0f}x rows."]
+        for name in ("teacher", "projection", "crossadapt", "kd"):
+            if name in c:
+                x = c[name]
+                lines.append(f"{name}: rows/s {_r(x['rows_per_s_ratio'])}x, driver RSS {_r(x['driver_rss_ratio'])}x, "
+                             f"worker RSS {_r(x['worker_rss_ratio'])}x")
+        out += "\n\n" + "\n".join(f"- {x}" for x in lines)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args()
-    for name, fn in (("train_throughput", train), ("projection", projection), ("online", online)):
+    for name, fn in (("train_throughput", train), ("projection", projection), ("online", online), ("scale", scale)):
         path = args.results / f"{name}.json"
         if not path.exists():
             print(f"### {name}\n\n(no {path}: run `python benchmarks/{name}.py --quick`)\n")
@@ -105,6 +130,8 @@ def main() -> None:
         res = json.loads(path.read_text())
         cfg = res.get("config", {})
         how = "--quick" if cfg.get("quick", True) else f"--device {cfg.get('device', 'cpu')}"
+        if name == "scale" and not cfg.get("quick"):
+            how = "--rows " + ",".join(str(r) for r in cfg.get("rows", []))
         print(f"### {name} (`python benchmarks/{name}.py {how}`, {res.get('runtime_s', 0):.0f} s)\n")
         print(f"Machine: {_machine(res)}.\n")
         print(fn(res) + "\n")

@@ -408,6 +408,14 @@ class ResourcesConfig(Section):
     checkpoint_interval_s: float = ranged(30.0, ge=0.0)
     # use_gpu=true on a cluster that has no GPU yet: how long to wait for the autoscaler to add one.
     gpu_wait_s: float = ranged(300.0, ge=0.0)
+    # Bytes of training rows a Ray Train worker keeps resident (on its GPU when it has one): a
+    # job whose shard is estimated larger is streamed from the files every epoch through a seeded
+    # local shuffle buffer of stream_buffer_rows rows (crossadapt.data.shard_budget decides, on the
+    # driver, before the job's fingerprint: the streamed batch order differs). The validation
+    # split and the driver's test split are held under the same budget or streamed (same result).
+    # 0: stream everything.
+    cache_bytes: int = ranged(2 * 1024**3, ge=0)
+    stream_buffer_rows: int = ranged(65_536, ge=1)
 
 
 @dataclass

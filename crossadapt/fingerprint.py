@@ -15,6 +15,10 @@ In a fingerprint:
   sample mode and seed;
 - ``resources.num_workers``: ``batch_size`` is per worker, so the global batch and the number of
   steps per epoch depend on it;
+- whether the training shard was held or streamed (``TrainJob.stream_buffer_rows``, chosen from
+  ``resources.cache_bytes`` by ``crossadapt.data.shard_budget``): a streamed epoch visits the rows
+  in another order. ``cache_bytes`` itself is not in it: a budget that chooses the same path
+  gives the same result;
 - the fingerprints of the stages it starts from (teacher, projection) instead of their file paths;
 - the code version, and for a user model class (``package.module:Class``) the bytes of its module file;
   an imported teacher enters as the sha256 of its program, tables and vocabularies

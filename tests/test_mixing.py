@@ -109,3 +109,18 @@ def test_at_least_one_current_row_per_batch(r_max: float) -> None:
     b.warm_up(_rows(-3000, 3000))
     n = [info["history_rows"] for _, info in b.batches(_rows(0, 500))]
     assert max(n) == min(round(64 * r_max), 63)
+
+
+def test_a_period_fed_in_chunks_gives_the_batches_of_the_whole_period() -> None:
+    """The online stage reads each period in chunks: the batcher carries rows across chunk boundaries as
+    across periods, so the batches (current rows, history samples, r_enh) are the same, bit for bit."""
+    trace = _trace([1536, 2432], [0.2, 0.0], shifts=[True, False])
+    whole_b, whole = _run(True, trace)
+    b = StreamBatcher(CFG, history=True, seed=0, trace=trace)
+    b.warm_up(_rows(-300, 300))
+    for (start, n), expected in zip(PERIODS, whole):
+        got = [x for s in range(start, start + n, 150) for x in b.batches(_rows(s, min(150, start + n - s)))]
+        assert len(got) == len(expected)
+        for (bg, ig), (be, ie) in zip(got, expected):
+            assert ig == ie and all(np.array_equal(bg[k], be[k]) for k in be)
+    assert b.state_dict()["pos"] == whole_b.state_dict()["pos"] and b.carry_rows == whole_b.carry_rows

@@ -42,6 +42,13 @@ PAPER_KEYS = {"optim.embed_lr": 0.1, "optim.embed_weight_decay": 0.01, "distill.
               "online.teacher_embed_lr": 0.3}
 
 
+@pytest.fixture(autouse=True)
+def _held_shards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs built here name data that does not exist: take the held path without reading footers (the
+    held/streamed choice is tests/test_streaming.py's subject)."""
+    monkeypatch.setattr(offline, "stream_buffer_rows", lambda *a, **k: 0)
+
+
 def _arrays(n: int, seed: int, label: np.ndarray | None = None) -> dict:
     rng = np.random.default_rng(seed)
     return {"ids": rng.integers(0, 20, (n, 3)), "dense": np.zeros((n, 0), np.float32),

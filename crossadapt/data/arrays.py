@@ -171,6 +171,45 @@ def iter_period_batches(root: str | os.PathLike, periods: Iterable[int], fm: Fea
             raise DataError(f"{path}: corrupted parquet data ({e})") from e
 
 
+class PeriodChunks:
+    """The periods' rows as validated arrays dicts of exactly ``chunk_rows`` rows (the last one may be
+    shorter), read from the files on each pass: a split evaluated without being held. Chunks run
+    across file boundaries, so with ``chunk_rows`` equal to the scoring batch a model sees the very
+    batches of the resident path. ``rows`` comes from the footers (no data read)."""
+
+    def __init__(self, root: str | os.PathLike, periods: Iterable[int], fm: FeatureMap,
+                 chunk_rows: int = 1 << 16) -> None:
+        self.root, self.periods, self.fm, self.chunk_rows = root, list(periods), fm, chunk_rows
+        self.rows = sum(pq.ParquetFile(p).metadata.num_rows for p in period_files(root, self.periods))
+
+    def __iter__(self) -> Iterator[Arrays]:
+        pending: list[Arrays] = []
+        held = 0
+        for _, a in iter_period_batches(self.root, self.periods, self.fm, self.chunk_rows):
+            pending.append(a)
+            held += num_rows(a)
+            while held >= self.chunk_rows:
+                whole = concat(pending)
+                yield take(whole, slice(0, self.chunk_rows))
+                rest = take(whole, slice(self.chunk_rows, held))
+                held -= self.chunk_rows
+                pending = [rest] if held else []
+        if held:
+            yield concat(pending)
+
+    def labels(self) -> np.ndarray:
+        """The label of every row (float32), reading the label column only."""
+        parts = [b.column(0).to_numpy(zero_copy_only=False).astype(np.float32)
+                 for p in period_files(self.root, self.periods)
+                 for b in pq.ParquetFile(p).iter_batches(batch_size=self.chunk_rows, columns=[self.fm.label])]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def labels_of(data: "Arrays | PeriodChunks") -> np.ndarray:
+    """The labels of a resident arrays dict or of ``PeriodChunks``."""
+    return data["label"] if isinstance(data, dict) else data.labels()
+
+
 def label_counts(root: str | os.PathLike, periods: Iterable[int], label: str) -> tuple[int, int]:
     """``(rows, clicks)`` of the periods, reading the label column only (in record batches)."""
     rows = clicks = 0

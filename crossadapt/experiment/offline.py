@@ -39,7 +39,7 @@ from crossadapt import atomic, log
 from crossadapt import fingerprint as F
 from crossadapt.config import ExperimentConfig, ModelConfig, to_dict
 from crossadapt.data import arrays as A
-from crossadapt.data import ray_data
+from crossadapt.data import ray_data, shard_budget
 from crossadapt.data.sampling import PositiveRatePlan, positive_rate_plan
 from crossadapt.errors import ConfigError
 from crossadapt.experiment import paired
@@ -70,37 +70,54 @@ if TYPE_CHECKING:
 _say = log.sayer(__name__)
 
 
-def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> A.Arrays:
-    """The evaluation period(s), read once."""
-    return A.read_periods(cfg.data.root, A.period_range(cfg.data.test_periods), fm)
+EvalSplit = A.Arrays | A.PeriodChunks
 
 
-def evaluate_checkpoint(path: str, fm: FeatureMap, data: A.Arrays) -> dict[str, float]:
+def test_arrays(cfg: ExperimentConfig, fm: FeatureMap) -> EvalSplit:
+    """The evaluation period(s): read once when their arrays fit ``resources.cache_bytes``, else read
+    in chunks at each evaluation (the same scores; only scores and labels are held)."""
+    chunks = A.PeriodChunks(cfg.data.root, A.period_range(cfg.data.test_periods), fm)
+    if chunks.rows * shard_budget.row_bytes(fm) <= cfg.resources.cache_bytes:
+        return A.read_periods(cfg.data.root, chunks.periods, fm)
+    return chunks
+
+
+def evaluate_checkpoint(path: str, fm: FeatureMap, data: EvalSplit) -> dict[str, float]:
     """Test metrics of a checkpoint (its feature map must match the data's) or an imported teacher."""
     model = load_teacher_model(path, fm)
     return engine.evaluate(model, data)
 
 
-def evaluate_student(path: str, fm: FeatureMap, data: A.Arrays, test_periods: tuple[int, int]) -> dict[str, float]:
+def evaluate_student(path: str, fm: FeatureMap, data: EvalSplit, test_periods: tuple[int, int]) -> dict[str, float]:
     """Test metrics of a student checkpoint; its test scores are saved beside it for the paired tests
     (``crossadapt.experiment.paired``), from the same float32 probabilities the metrics come from.
 
     A student saved with a logit offset (trained on a positive-rate sample) is scored with it; its
     LogLoss and bias without it are added as ``logloss_uncorrected`` and ``bias_uncorrected``."""
     ck = load_checkpoint(path, expected_feature_map=fm)
-    scores = engine.predict_proba(ck.model, data)
-    paired.save_test_scores(path, scores, data["label"], A.period_range(test_periods))
-    metrics = evaluate_predictions(data["label"], scores)
+    scores, labels = engine.scores_and_labels(ck.model, data)
+    paired.save_test_scores(path, scores, labels, A.period_range(test_periods))
+    metrics = evaluate_predictions(labels, scores)
     offset = ck.model_cfg.logit_offset
     if offset:
-        raw = evaluate_predictions(data["label"], engine.predict_proba(ck.model, data, logit_offset=-offset))
-        metrics.update(logloss_uncorrected=raw["logloss"], bias_uncorrected=raw["bias"])
+        raw, _ = engine.scores_and_labels(ck.model, data, logit_offset=-offset)
+        raw_metrics = evaluate_predictions(labels, raw)
+        metrics.update(logloss_uncorrected=raw_metrics["logloss"], bias_uncorrected=raw_metrics["bias"])
     return metrics
 
 
 def history_datasets(cfg: ExperimentConfig, fm: FeatureMap) -> tuple[ray.data.Dataset, ray.data.Dataset]:
     """The history (``data.teacher_periods``) as Ray datasets: training rows and the validation tail."""
     return ray_data.window_split(cfg.data.root, A.period_range(cfg.data.teacher_periods), fm, cfg.data.valid_fraction)
+
+
+def stream_buffer_rows(cfg: ExperimentConfig, fm: FeatureMap, periods: tuple[int, int], r: float = 1.0,
+                       distill: bool = False) -> int:
+    """``TrainJob.stream_buffer_rows`` of a job trained on a sample of ratio ``r`` of ``periods``' pool:
+    0 when a worker's shard fits ``resources.cache_bytes`` (held resident), else the shuffle buffer."""
+    rows = shard_budget.pool_rows(cfg.data.root, A.period_range(periods), cfg.data.valid_fraction)
+    shard = shard_budget.shard_bytes(rows, r, cfg.resources.num_workers, shard_budget.row_bytes(fm, distill))
+    return shard_budget.stream_buffer_rows(shard, cfg.resources.cache_bytes, cfg.resources.stream_buffer_rows)
 
 
 def history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, run_dir: str | Path, model: ModelConfig,
@@ -119,6 +136,7 @@ def history_job(cfg: ExperimentConfig, fm: FeatureMap, name: str, run_dir: str |
         seed=seed,
         amp=cfg.resources.amp,
         checkpoint_interval_s=cfg.resources.checkpoint_interval_s,
+        stream_buffer_rows=stream_buffer_rows(cfg, fm, cfg.data.teacher_periods),
     )
 
 
@@ -271,6 +289,8 @@ def student_job(name: str, seed: int, cfg: ExperimentConfig, fm: FeatureMap, tea
         train_key=sample_key(seed) if spec.sample else "window",
         valid_key="valid",
         phase_train_keys=tuple(sample_key(seed, p) for p in range(len(phases))) if fresh else (),
+        stream_buffer_rows=stream_buffer_rows(cfg, fm, cfg.data.window_periods, cfg.distill.r if spec.sample else 1.0,
+                                              distill=spec.teacher and cfg.distill.alpha > 0),
     )
 
 
@@ -371,7 +391,7 @@ def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> 
 
 
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
-                 test: A.Arrays, methods: list[str] | None = None, seeds: list[int] | None = None,
+                 test: EvalSplit, methods: list[str] | None = None, seeds: list[int] | None = None,
                  fresh: bool = False, on_epoch: EpochCallback | None = None) -> list[dict]:
     """Train every (method, seed) student in one Ray Train run (finished ones of the same fingerprint
     are reused) and evaluate each on the test period(s). Its rank 0 says "job k of N" with an ETA after

@@ -192,7 +192,7 @@ def _add_paired_tests(cfg: ExperimentConfig, fm, results: dict) -> None:
     the test scores saved beside the checkpoints of ``results["offline_records"]``."""
     from crossadapt.experiment.offline import test_arrays
 
-    block = paired_tests(results["offline_records"], test_arrays(cfg, fm)["label"],
+    block = paired_tests(results["offline_records"], A.labels_of(test_arrays(cfg, fm)),
                          A.period_range(cfg.data.test_periods))
     results.pop("paired_tests", None)  # no crossadapt among the methods: no block
     if block is not None:

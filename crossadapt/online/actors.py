@@ -51,6 +51,9 @@ class _Worker:
     def evaluate(self, data: Arrays) -> dict[str, float]:
         return self.learner.evaluate(data)
 
+    def scores(self, data: Arrays) -> np.ndarray:
+        return self.learner.scores(data)
+
     def get_state(self) -> dict[str, Any]:
         return self.learner.state_dict()
 

@@ -35,6 +35,14 @@ the stream (the paper's protocol), both are scored once on them: the run's ``fin
 test periods lie before the stream (the demo's layout) ``final_test`` is null: models adapted to
 later traffic scored on earlier rows would measure hindsight, not prediction; the prequential
 windows are then the online figures.
+
+**Memory.** No stream period, test split or warm-up traffic is read whole: periods are read in
+record batches (``A.PeriodChunks``, 65,536 rows: the actors score each chunk in the batch
+``engine.evaluate`` uses, so the scores are the resident ones, and the batcher carries rows
+across chunks as across periods, so the batches are the same), the drift trace consumes record
+batches, and the reservoir holds at most ``online.reservoir_size`` rows. The retained window that
+seeds the reservoir is still read whole, once per run: one ``add`` of it keeps the reservoir's
+random draws those of today's results (chunked adds would draw differently).
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from crossadapt.data import arrays as A
 from crossadapt.data.synthetic import read_meta
 from crossadapt.errors import CheckpointError, ConfigError
 from crossadapt.featuremap import FeatureMap
-from crossadapt.metrics import fmt
+from crossadapt.metrics import evaluate_predictions, fmt
 from crossadapt.models import load_checkpoint, read_checkpoint, save_checkpoint
 from crossadapt.models.teacher_import import is_imported, load_teacher_model
 from crossadapt.online.actors import StudentActor, TeacherActor
@@ -327,7 +335,7 @@ class OnlineStream:
             return out
         scored = {r: {k: v for k, v in engine.evaluate(m, self.test).items() if k in ("auc", "logloss", "bias")}
                   for r, m in models.items()}
-        out["final_test"] = {"periods": list(self.cfg.data.test_periods), "rows": A.num_rows(self.test),
+        out["final_test"] = {"periods": list(self.cfg.data.test_periods), "rows": self.test.rows,
                              **scored["student"], "teacher": scored.get("teacher")}
         t = scored.get("teacher")
         _say(f"online {self.method} seed {self.seed} final test on periods {list(self.cfg.data.test_periods)}: "
@@ -351,20 +359,35 @@ class OnlineStream:
                 self._start_actors(committed)
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _score(period: A.PeriodChunks, *scorers: Callable) -> list[dict[str, float]]:
+        """AUC, LogLoss and bias of each actor's model (``scorers``: their ``scores.remote``) on
+        ``period``, read chunk by chunk; only the scores and labels are held."""
+        scores: list[list] = [[] for _ in scorers]
+        labels = []
+        for chunk in period:  # one chunk in the object store at a time
+            ref = ray.put(chunk)
+            for out, got in zip(scores, ray.get([score(ref) for score in scorers])):
+                out.append(got)
+            labels.append(chunk["label"])
+        y = np.concatenate(labels) if labels else np.zeros(0, np.float32)
+        return [evaluate_predictions(y, np.concatenate(s) if s else np.zeros(0, np.float32)) for s in scores]
+
     def _period(self, committed: dict[str, Any]) -> dict[str, Any]:
         """Run one period from ``committed`` (left untouched) and return the state after it."""
         o, spec = self.ocfg, self.spec
         k = self.periods[committed["next"]]
-        data = A.read_periods(self.cfg.data.root, [k], self.fm)
+        # The period is read in chunks twice (scored, then trained on), never whole: chunks of
+        # engine.predict_logits' batch give the resident scores, and the batcher carries the rows
+        # that do not fill a batch to the next chunk as it does to the next period: the same batches.
+        period = A.PeriodChunks(self.cfg.data.root, [k], self.fm)
         batcher = self._batcher(committed["batcher"])
         trained0, hist0 = batcher.rows_trained, batcher.history_rows
         step, exchange = committed["step"], committed["exchange_seconds"]
 
         t0 = time.perf_counter()
         exchange_start = self._exchange_time()
-        data_ref = ray.put(data)
-        evals = [self.student.evaluate.remote(data_ref)] + ([self.teacher.evaluate.remote(data_ref)] if spec.kd else [])
-        evals = ray.get(evals)
+        evals = self._score(period, self.student.scores.remote, *( [self.teacher.scores.remote] if spec.kd else []))
         t_train = time.perf_counter()
 
         inflight: deque = deque()
@@ -380,7 +403,7 @@ class OnlineStream:
             if self.on_step is not None:
                 self.on_step(k, step - committed["step"])
 
-        for batch, info in batcher.batches(data):
+        for batch, info in (b for chunk in period for b in batcher.batches(chunk)):
             chunk.append(batch)
             r_enh.append(info["r_enh"])
             step += 1
@@ -406,7 +429,7 @@ class OnlineStream:
         exchange += self._exchange_time() - exchange_start
         t_end = time.perf_counter()
 
-        n, start = A.num_rows(data), committed["start"]
+        n, start = period.rows, committed["start"]
         window = {"period": k, **{m: evals[0][m] for m in ("auc", "logloss", "bias")},
                   **self.trace.summary(start, start + n),
                   "r_enh": float(np.mean(r_enh)) if r_enh else 0.0, "rows": n,
@@ -436,7 +459,13 @@ def _warmup_ids(cfg: ExperimentConfig, fm: FeatureMap) -> np.ndarray | None:
     parts: list[np.ndarray] = []
     k = cfg.data.stream_periods[0] - 1
     while k in available and sum(p.shape[0] for p in parts) < need:
-        parts.insert(0, A.read_periods(cfg.data.root, [k], fm)["ids"])
+        tail: list[np.ndarray] = []  # the period's last `need` rows, read in record batches
+        for _, a in A.iter_period_batches(cfg.data.root, [k], fm):
+            tail.append(a["ids"])
+            while sum(t.shape[0] for t in tail) - tail[0].shape[0] >= need:
+                tail.pop(0)
+        if tail:
+            parts.insert(0, np.concatenate(tail)[-need:])
         k -= 1
     return np.concatenate(parts)[-need:] if parts else None
 
@@ -446,7 +475,8 @@ def drift_trace_of(cfg: ExperimentConfig, fm: FeatureMap) -> DriftTrace:
     ``online.batch_size`` rows); seeded with 0, so every method and seed shares it."""
     o = cfg.online
     det = WindowDriftDetector(len(fm.categorical_names), o.drift_window_rows, o.top_k, o.theta_high, seed=0)
-    blocks = (A.read_periods(cfg.data.root, [k], fm)["ids"] for k in A.period_range(cfg.data.stream_periods))
+    # record batches, never a whole period: refreshes fall every batch_size rows whatever the blocks
+    blocks = (a["ids"] for _, a in A.iter_period_batches(cfg.data.root, A.period_range(cfg.data.stream_periods), fm))
     return drift_trace(det, blocks, o.batch_size, warmup=_warmup_ids(cfg, fm))
 
 
@@ -483,7 +513,8 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     for m in methods:
         get_online_method(m)  # unknown names fail before any work
     history = A.read_periods(cfg.data.root, A.period_range(cfg.data.window_periods), fm)
-    test = A.read_periods(cfg.data.root, A.period_range(cfg.data.test_periods), fm) if has_final_test(cfg) else None
+    # scored in chunks of engine.predict_logits' batch: the resident scores, never the split whole
+    test = A.PeriodChunks(cfg.data.root, A.period_range(cfg.data.test_periods), fm) if has_final_test(cfg) else None
     if test is None:
         _say(f"online: no final test (data.test_periods {list(cfg.data.test_periods)} lie before the stream "
              f"{list(cfg.data.stream_periods)}; the prequential windows are the online figures)")

@@ -100,6 +100,11 @@ class OnlineLearner:
         """AUC, LogLoss and bias on ``data`` (the weights do not change)."""
         return engine.evaluate(self.model, _tensors(data, self.device))
 
+    def scores(self, data: Arrays) -> np.ndarray:
+        """Click probabilities (float32) of every row of ``data`` (the weights do not change); a chunk
+        of ``engine.predict_logits``' batch size gives the scores ``evaluate`` sees for those rows."""
+        return engine.predict_proba(self.model, _tensors(data, self.device))
+
     def weights(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the model weights (what is sent to a peer)."""
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -74,6 +74,10 @@ class TrainJob:
     # One dataset name per phase (a fresh sample per phase); empty: every phase trains on train_key.
     phase_train_keys: tuple[str, ...] = ()
     checkpoint_interval_s: float = 30.0  # 0: a resumable checkpoint after every epoch
+    # 0: the training shard is held resident and each epoch is a seeded permutation of it (exact
+    # resume); > 0: it is streamed every epoch through a seeded local shuffle buffer of this many
+    # rows (crossadapt.data.shard_budget decides; part of the fingerprint: another batch order).
+    stream_buffer_rows: int = 0
     # What produced the job's result (crossadapt.fingerprint), set by the driver: written into its
     # outcome, best checkpoint and resumable checkpoints; never part of its own digest.
     fingerprint: str = ""
@@ -133,12 +137,35 @@ def predict_proba(model: nn.Module, data: Tensors | Arrays, batch_size: int = 65
     return torch.sigmoid(z + logit_offset if logit_offset else z).cpu().numpy()
 
 
-def evaluate(model: nn.Module, data: Tensors | Arrays, batch_size: int = 65536,
+#: What evaluation takes: resident tensors or arrays, or an iterable of arrays dicts (a split read in chunks).
+EvalData = Tensors | Arrays | Iterable[Arrays]
+
+
+def scores_and_labels(model: nn.Module, data: EvalData, batch_size: int = 65536,
+                      logit_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (float32) and labels of every row of ``data`` in row order, ``logit_offset``
+    added to the logits. A chunked ``data`` is read once and only these two vectors are kept; chunks
+    of ``batch_size`` rows (the last one may be shorter) give the very probabilities of the resident
+    path, whose batches are the same rows."""
+    if isinstance(data, dict):
+        labels = data["label"]
+        labels = labels.cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
+        return predict_proba(model, data, batch_size, logit_offset), labels
+    scores, labels = [], []
+    for chunk in data:
+        scores.append(predict_proba(model, chunk, batch_size, logit_offset))
+        labels.append(np.asarray(chunk["label"], dtype=np.float32))
+    if not scores:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(scores), np.concatenate(labels)
+
+
+def evaluate(model: nn.Module, data: EvalData, batch_size: int = 65536,
              logit_offset: float = 0.0) -> dict[str, float]:
-    """AUC, LogLoss and bias of ``model`` on all rows of ``data`` (metrics in float64)."""
-    labels = data["label"]
-    labels = labels.cpu().numpy() if torch.is_tensor(labels) else labels
-    return evaluate_predictions(labels, predict_proba(model, data, batch_size, logit_offset))
+    """AUC, LogLoss and bias of ``model`` on all rows of ``data`` (metrics in float64; the AUC is
+    exact over every row, also when ``data`` is read in chunks)."""
+    scores, labels = scores_and_labels(model, data, batch_size, logit_offset)
+    return evaluate_predictions(labels, scores)
 
 
 def batches(n: int, batch_size: int, steps: int, generator: torch.Generator, device) -> Iterator[torch.Tensor]:
@@ -197,6 +224,37 @@ def _fused_ok(params: list[torch.Tensor]) -> bool:
     return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
 
 
+def take_batches(data: Tensors, index_batches: Iterable[torch.Tensor],
+                 teacher_logits: torch.Tensor | None = None) -> Iterator[Tensors]:
+    """Training batches of resident ``data``: the rows of each index batch, with their teacher logits."""
+    dense = _dense(data)
+    for idx in index_batches:
+        b = {"ids": data["ids"][idx], "dense": None if dense is None else dense[idx], "label": data["label"][idx]}
+        if teacher_logits is not None:
+            b["teacher"] = teacher_logits[idx]
+        yield b
+
+
+def train_batches(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Tensors],
+                  job: TrainJob, device: torch.device | str) -> tuple[float, int]:
+    """One optimisation step per batch (``ids``, ``dense`` or None, ``label``, optional ``teacher``
+    logits); returns (mean loss, samples seen)."""
+    model.train()
+    total, seen = torch.zeros((), device=device), 0
+    for b in batches:
+        with autocast(torch.device(device), job.amp):
+            z = model(b["ids"], b["dense"])
+        loss = distillation_loss(z.float(), b["label"], b.get("teacher"), job.alpha, job.kd_kind, job.temperature,
+                                 job.loss_form)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n = b["label"].shape[0]
+        total += loss.detach() * n  # summed on the device: no host sync per step
+        seen += n
+    return float(total) / max(seen, 1), seen
+
+
 def train_steps(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -205,23 +263,18 @@ def train_steps(
     teacher_logits: torch.Tensor | None,
     job: TrainJob,
 ) -> tuple[float, int]:
-    """Run one pass of optimisation steps; returns (mean loss, samples seen)."""
-    model.train()
-    device = data["ids"].device
-    dense = _dense(data)
-    total, seen = torch.zeros((), device=device), 0
-    for idx in index_batches:
-        with autocast(device, job.amp):
-            z = model(data["ids"][idx], None if dense is None else dense[idx])
-        t = None if teacher_logits is None else teacher_logits[idx]
-        loss = distillation_loss(z.float(), data["label"][idx], t, job.alpha, job.kd_kind, job.temperature,
-                                 job.loss_form)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * idx.numel()  # summed on the device: no host sync per step
-        seen += idx.numel()
-    return float(total) / max(seen, 1), seen
+    """Run one pass of optimisation steps over resident ``data``; returns (mean loss, samples seen)."""
+    return train_batches(model, optimizer, take_batches(data, index_batches, teacher_logits), job, data["ids"].device)
+
+
+class StreamedTrain(Protocol):
+    """A rank's training rows read anew every epoch (``crossadapt.train.shards``), as batches of
+    tensors with the teacher's logits when distilling. ``epoch(seed)`` yields the same number of
+    batches on every rank of a data-parallel run (DDP steps together)."""
+
+    device: torch.device
+
+    def epoch(self, seed: int) -> Iterator[Tensors]: ...
 
 
 def apply_phase(model: nn.Module, phase: Phase) -> None:
@@ -267,17 +320,25 @@ def build_job_model(job: TrainJob, fm: FeatureMap, device: torch.device | str) -
     return model
 
 
-def job_teacher_logits(job: TrainJob, fm: FeatureMap, train: Tensors) -> torch.Tensor | None:
-    """The frozen teacher's logits for every training row (computed once), or None without distillation.
-
-    On a positive-rate sample they are moved by ``job.logit_shift`` onto the sample's prior, the
-    one the labels of the sample have (see ``crossadapt.data.sampling``)."""
+def job_teacher(job: TrainJob, fm: FeatureMap, device: torch.device | str) -> nn.Module | None:
+    """The job's frozen teacher on ``device``, or None without distillation."""
     if not (job.teacher_checkpoint and job.alpha > 0):
         return None
-    device = train["ids"].device
-    teacher = load_teacher_model(job.teacher_checkpoint, fm, device)  # a zoo checkpoint or an imported teacher
-    z = predict_logits(teacher, train, amp=job.amp)
+    return load_teacher_model(job.teacher_checkpoint, fm, device)  # a zoo checkpoint or an imported teacher
+
+
+def shifted_teacher_logits(teacher: nn.Module, data: Tensors, job: TrainJob) -> torch.Tensor:
+    """The frozen teacher's logits for ``data``'s rows. On a positive-rate sample they are moved by
+    ``job.logit_shift`` onto the sample's prior, the one the labels of the sample have (see
+    ``crossadapt.data.sampling``)."""
+    z = predict_logits(teacher, data, amp=job.amp)
     return z + job.logit_shift if job.logit_shift else z
+
+
+def job_teacher_logits(job: TrainJob, fm: FeatureMap, train: Tensors) -> torch.Tensor | None:
+    """The frozen teacher's logits for every training row (computed once), or None without distillation."""
+    teacher = job_teacher(job, fm, train["ids"].device)
+    return None if teacher is None else shifted_teacher_logits(teacher, train, job)
 
 
 def new_state() -> dict[str, Any]:
@@ -303,8 +364,8 @@ def _is_better(score: float, state: dict[str, Any]) -> bool:
 def run_phases(
     model: nn.Module,
     job: TrainJob,
-    train: Tensors | Sequence[Tensors],
-    valid: Tensors | None,
+    train: Tensors | StreamedTrain | Sequence[Tensors | StreamedTrain],
+    valid: EvalData | None,
     teacher_logits: torch.Tensor | None | Sequence[torch.Tensor | None],
     coll: Collective = Collective(),
     saved: dict[str, Any] | None = None,
@@ -315,18 +376,21 @@ def run_phases(
     where the validation rows hold one class: see ``validation_score``).
 
     The one training loop of the project: Ray Train workers run it with DDP collectives, Tune
-    trials and benchmarks in one process. ``saved`` (``{"model", "optimizer", "state"}``) resumes
-    exactly where a checkpoint left off: the batch order of an epoch depends only on the seed,
-    rank, phase and epoch. ``train`` and ``teacher_logits`` are one set for every phase, or a
-    sequence of one per phase (a fresh sample per phase, ``phase_keys``). Validation scores the
-    model with ``-job.logit_shift`` added to its logits (a positive-rate sample's correction).
-    Returns the final state (history, samples, seconds, best AUC and LogLoss).
+    trials and benchmarks in one process. ``train`` is resident tensors (``teacher_logits`` for
+    their rows when distilling) or a ``StreamedTrain`` that supplies its batches and their teacher
+    logits every epoch; one set for every phase, or a sequence of one per phase (a fresh sample per
+    phase, ``phase_keys``). ``saved`` (``{"model", "optimizer", "state"}``) resumes where a
+    checkpoint left off, with its weights and optimizer state at the start of the next epoch. For
+    resident data that is exact: an epoch's batch order depends only on the seed, rank, phase and
+    epoch. A streamed epoch's order also depends on which blocks reach which rank, so a resumed run
+    repeats the interrupted epoch from its start over the same rows, possibly in another order.
+    Validation scores the model with ``-job.logit_shift`` added to its logits (a positive-rate
+    sample's correction). Returns the final state (history, samples, seconds, best AUC and LogLoss).
     """
     n_phases = len(job.phases)
-    trains = list(train) if not isinstance(train, dict) else [train] * n_phases
+    trains = list(train) if isinstance(train, (list, tuple)) else [train] * n_phases
     logits_per_phase = (list(teacher_logits) if isinstance(teacher_logits, (list, tuple))
                         else [teacher_logits] * n_phases)
-    device = trains[0]["ids"].device
 
     state, optimizer_state = new_state(), None
     if saved is not None:
@@ -341,11 +405,16 @@ def run_phases(
         phase = job.phases[p]
         last_phase = p == len(job.phases) - 1
         train, phase_logits = trains[p], logits_per_phase[p]
-        # DDP needs the same number of steps on every rank: the smallest shard decides.
-        n_local = train["ids"].shape[0]
-        n_min = int(coll.min(n_local))
-        batch = max(1, min(job.batch_size, n_min))
-        steps = max(1, -(-n_min // batch))  # ceil: the last batch may be partial, no sampled row is wasted
+        resident = isinstance(train, dict)
+        if resident:
+            device = train["ids"].device
+            # DDP needs the same number of steps on every rank: the smallest shard decides.
+            n_local = train["ids"].shape[0]
+            n_min = int(coll.min(n_local))
+            batch = max(1, min(job.batch_size, n_min))
+            steps = max(1, -(-n_min // batch))  # ceil: the last batch may be partial, no sampled row is wasted
+        else:
+            device = train.device
         apply_phase(model, phase)
         wrapped = coll.wrap(model)  # rebuilt per phase: the set of trainable parameters changes
         opt = make_optimizer(model, phase.lr, job.weight_decay, phase.embed_lr, job.embed_weight_decay)
@@ -355,10 +424,14 @@ def run_phases(
         stop = False
         while state["phase"] == p and not stop:
             e = state["epoch"]
-            gen.manual_seed(job.seed * 1_000_003 + coll.rank * 7919 + p * 1000 + e)  # same order after a resume
+            seed = job.seed * 1_000_003 + coll.rank * 7919 + p * 1000 + e  # same order after a resume
             te = time.perf_counter()
-            loss, seen = train_steps(wrapped, opt, train, batches(n_local, batch, steps, gen, device),
-                                     phase_logits, job)
+            if resident:
+                gen.manual_seed(seed)
+                loss, seen = train_steps(wrapped, opt, train, batches(n_local, batch, steps, gen, device),
+                                         phase_logits, job)
+            else:
+                loss, seen = train_batches(wrapped, opt, train.epoch(seed), job, device)
             train_time = time.perf_counter() - te
             seen_all = int(coll.sum(seen))
             record = {"phase": p, "epoch": e, "loss": loss, "samples": seen_all, "seconds": train_time,

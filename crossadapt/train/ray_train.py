@@ -1,10 +1,17 @@
 """Ray Train glue: the per-worker loop (DDP over gloo on CPU, NCCL on GPU) and the driver call.
 
-Each worker materialises its shard of the training set once (sampled sets fit in memory, on the GPU
-when there is one) and iterates it with a fresh permutation per epoch. The frozen teacher's logits
-for that shard are computed once, in the same worker, in inference mode. Rank 0 evaluates the whole
-validation split each epoch (exact AUC), decides early stopping for everyone, keeps the best model
-as ``<run_dir>/best.pt`` and reports a resumable checkpoint each epoch.
+Each worker materialises its shard of the training set once (on the GPU when there is one) and
+iterates it with a fresh permutation per epoch; the frozen teacher's logits for that shard are
+computed once, in the same worker, in inference mode. A job whose shard exceeds
+``resources.cache_bytes`` (``TrainJob.stream_buffer_rows > 0``, decided on the driver) streams it
+instead, every epoch, with the teacher's logits per batch (``crossadapt.train.shards``). Rank 0
+evaluates the whole validation split each epoch (exact AUC; held when it fits the same budget,
+streamed otherwise), decides early stopping for everyone, keeps the best model as
+``<run_dir>/best.pt`` and reports a resumable checkpoint at most every ``checkpoint_interval_s``.
+Resume after a worker failure is exact for a resident shard and, for a streamed one, repeats the
+interrupted epoch from its start over the same rows, possibly in another order
+(``engine.run_phases``). ``outcome.json`` records how the data was held (``data``) and the largest
+RSS of any worker process while the job ran (``peak_rss_bytes``).
 
 Bad data is a deterministic error, never retried: Ray Train's failure handling restarts the worker
 group on any worker error, which is right for a dead process or node and wrong for a bad row. The
@@ -37,7 +44,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
-import pyarrow as pa
 import ray
 import ray.train
 import torch
@@ -51,11 +57,13 @@ from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
 from crossadapt.errors import DataError
 from crossadapt.featuremap import FeatureMap
+from crossadapt.memory import PeakRss
 from crossadapt.ray_init import cpu_share, resolve_use_gpu, train_workers
 from crossadapt.models import save_checkpoint
 from crossadapt.progress import Progress
 from crossadapt.train import engine
 from crossadapt.train.engine import TrainJob
+from crossadapt.train.shards import SharedDataError, StreamedEval, StreamedShard, as_data_error, hold_or_stream
 
 _log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
@@ -135,12 +143,23 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     if rank == 0:
         _count_start(Path(jobs[0].run_dir))
-    cache: dict[str, engine.Tensors] = {}
+    fm = FeatureMap.from_dict(jobs[0].feature_map)
+    coll = _collective(rank, world, device)
+    cache: dict[str, engine.Tensors | StreamedEval] = {}
+    held: dict[str, dict] = {}  # how each dataset is held on this rank (for the outcome)
 
-    def data(key: str) -> engine.Tensors:
+    def data(job: TrainJob, key: str) -> engine.Tensors | StreamedShard:
+        if job.stream_buffer_rows > 0:  # beyond the cache budget (decided on the driver)
+            return StreamedShard(ray.train.get_dataset_shard(key), fm, key, coll, job, device)
         if key not in cache:
-            fm = FeatureMap.from_dict(jobs[0].feature_map)
             cache[key] = engine.to_tensors(materialize_arrays(ray.train.get_dataset_shard(key), fm, key), device)
+            held[key] = {"mode": "resident", "rows": int(cache[key]["ids"].shape[0])}
+        return cache[key]
+
+    def valid_data(key: str) -> engine.Tensors | StreamedEval:
+        if key not in cache:
+            cache[key], held[key] = hold_or_stream(ray.train.get_dataset_shard(key), fm, key,
+                                                   config.get("cache_bytes", 2**62), device)
         return cache[key]
 
     saved = None
@@ -148,9 +167,11 @@ def train_loop_per_worker(config: dict) -> None:
     if ckpt is not None:  # resume after a worker failure, or a rerun of an interrupted run of these jobs
         with ckpt.as_directory() as d:
             saved = torch.load(os.path.join(d, STATE_FILE), map_location=device, weights_only=True)
-    coll = _collective(rank, world, device)
     progress = Progress(config.get("name", "train"), len(jobs), unit="job")
-    for job in jobs:
+    for i, job in enumerate(jobs):
+        needed = {k for j in jobs[i:] for k in (*engine.phase_keys(j), j.valid_key)}
+        for key in set(cache) - needed:  # no job still to run reads it: free it
+            del cache[key]
         # rank 0's run folder decides for every rank (the others may sit on nodes without that disk)
         if coll.broadcast(rank == 0 and read_outcome(job.run_dir, job.fingerprint) is not None):
             if rank == 0:
@@ -162,14 +183,23 @@ def train_loop_per_worker(config: dict) -> None:
             _log.info("%s resumed at phase %d epoch %d", job.name, resume["state"]["phase"], resume["state"]["epoch"])
         error = None
         try:
-            train = [data(k) for k in engine.phase_keys(job)]  # one per phase (the cache reads each name once)
-            valid = data(job.valid_key) if rank == 0 and job.valid_key in config["valid_keys"] else None
+            by_key = {k: data(job, k) for k in dict.fromkeys(engine.phase_keys(job))}
+            train = [by_key[k] for k in engine.phase_keys(job)]  # one per phase, each name read once
+            valid = valid_data(job.valid_key) if rank == 0 and job.valid_key in config["valid_keys"] else None
         except Exception as e:  # a data error is agreed on below; any other error propagates (and is retried)
-            error = _data_error(e, job.train_key)
+            error = as_data_error(e, job.train_key)
         if coll.min(0.0 if error is not None else 1.0) == 0.0:  # every rank stops here, none waits for another
             _write_data_error(error, job, rank, world)
             return
-        state = _run_job(job, train, valid, rank, world, device, resume)
+        try:
+            with PeakRss() as rss:
+                state = _run_job(job, train, valid, rank, world, device, resume)
+        except SharedDataError as e:  # met while streaming, by this rank or another: every rank stops here
+            _write_data_error(e.local, job, rank, world)
+            return
+        first = train[0]  # how the first phase's set was held (a fresh set per phase is held alike)
+        report = first.report() if isinstance(first, StreamedShard) else held[engine.phase_keys(job)[0]]
+        _write_memory(job, rank, coll, report, held.get(job.valid_key), rss.peak)
         if rank == 0:
             best = state["best_auc"]
             _log.info(progress.done(f"{job.name}: {len(state['history'])} epochs"
@@ -185,22 +215,20 @@ def _count_start(run_dir: Path) -> None:
     atomic.write_json(path, {"starts": starts + 1})
 
 
-def _data_error(e: BaseException, source: str) -> DataError:
-    """The data error behind ``e``: a ``DataError`` raised here or in a Ray Data read task (which Ray
-    wraps), or pyarrow failing to decode a page; any other error is raised again as it is."""
-    c: BaseException | None = e
-    seen: set[int] = set()
-    while c is not None and id(c) not in seen:
-        seen.add(id(c))
-        cause = getattr(c, "cause", None)  # a RayTaskError's original exception
-        if isinstance(cause, DataError):
-            return DataError(str(cause))
-        if isinstance(c, DataError) and not isinstance(c, ray.exceptions.RayError):
-            return c
-        if isinstance(c, pa.ArrowException):
-            return DataError(f"{source}: reading the data failed: {' '.join(str(c).split())}")
-        c = cause if isinstance(cause, BaseException) else (c.__cause__ or c.__context__)
-    raise e
+def _write_memory(job: TrainJob, rank: int, coll: engine.Collective, train: dict, valid: dict | None,
+                  peak_rss: int) -> None:
+    """Add to the job's outcome how its data was held (rank 0's figures; ``rows`` and ``held_rows`` the
+    largest of any rank) and ``peak_rss_bytes``, the largest RSS any worker process reached while the
+    job ran (sampled, see ``crossadapt.memory``). Collective calls: every rank."""
+    train = dict(train)
+    for k in ("rows", "held_rows"):
+        if k in train:
+            train[k] = int(-coll.min(-float(train[k])))
+    peak = int(-coll.min(-float(peak_rss)))
+    if rank == 0:
+        path = Path(job.run_dir) / OUTCOME_FILE
+        data = {"train": train} | ({"valid": valid} if valid else {})
+        atomic.write_json(path, {**json.loads(path.read_text()), "data": data, "peak_rss_bytes": peak})
 
 
 def _write_data_error(error: DataError | None, job: TrainJob, rank: int, world: int) -> None:
@@ -231,8 +259,8 @@ def _collective(rank: int, world: int, device: torch.device) -> engine.Collectiv
 
 def _run_job(
     job: TrainJob,
-    train: list[engine.Tensors],
-    valid: engine.Tensors | None,
+    train: list[engine.Tensors | StreamedShard],
+    valid: engine.EvalData | None,
     rank: int,
     world: int,
     device: torch.device,
@@ -245,11 +273,11 @@ def _run_job(
     run_dir = Path(job.run_dir)
     model = engine.build_job_model(job, fm, device)
     saved_cfg = replace(job.model, logit_offset=job.model.logit_offset - job.logit_shift)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # a streamed shard's teacher runs per batch, inside its epochs
     by_set: dict[int, torch.Tensor | None] = {}  # a set shared by several phases is scored by the teacher once
     for t in train:
         if id(t) not in by_set:
-            by_set[id(t)] = engine.job_teacher_logits(job, fm, t)
+            by_set[id(t)] = engine.job_teacher_logits(job, fm, t) if isinstance(t, dict) else None
     teacher_logits = [by_set[id(t)] for t in train]
     teacher_seconds = time.perf_counter() - t0
     coll = _collective(rank, world, device)
@@ -481,7 +509,8 @@ def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, sto
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"name": run_name.rsplit("-", 1)[0], "jobs": [to_dict(j) for j in jobs],
-                           "valid_keys": sorted(set(datasets) - set(train_keys))},
+                           "valid_keys": sorted(set(datasets) - set(train_keys)),
+                           "cache_bytes": resources.cache_bytes},
         scaling_config=ScalingConfig(
             num_workers=train_workers(resources, use_gpu),
             use_gpu=use_gpu,
