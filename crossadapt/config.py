@@ -446,6 +446,10 @@ class OnlineConfig(Section):
     # The embeddings' lr of the online student and teacher; None: student_lr / teacher_lr.
     student_embed_lr: float | None = ranged(None, gt=0.0)
     teacher_embed_lr: float | None = ranged(None, gt=0.0)
+    # Adam weight decay of the online student and teacher: weight_decay on the dense layers,
+    # embed_weight_decay on the embeddings (None: weight_decay), as optim.* offline.
+    weight_decay: float = ranged(0.0, ge=0.0)
+    embed_weight_decay: float | None = ranged(None, ge=0.0)
     r_enh_max: float = 0.5
     r_enh_min: float = 0.0
     theta_low: float = 0.02

@@ -2,7 +2,8 @@
 
 ``optim.embed_lr`` / ``embed_weight_decay``, ``distill.embed_lr``, ``distill.loss_form``,
 ``distill.sample_mode: positive_rate`` with ``distill.positive_rate``, ``distill.fresh_sample_per_phase``,
-``online.loss_form`` / ``student_embed_lr`` / ``teacher_embed_lr``: each is followed to the job, the
+``online.loss_form`` / ``student_embed_lr`` / ``teacher_embed_lr`` / ``weight_decay`` /
+``embed_weight_decay``: each is followed to the job, the
 optimiser, the loss or the saved model it must change, and the defaults are checked to leave
 today's jobs as they were. The math of each piece (Adam's first step, the convex loss by hand, the
 sampler's rate and the correction's calibration) is in test_optim.py, test_losses.py and
@@ -39,7 +40,7 @@ PAPER_KEYS = {"optim.embed_lr": 0.1, "optim.embed_weight_decay": 0.01, "distill.
               "distill.loss_form": "convex", "distill.alpha": 0.7, "distill.sample_mode": "positive_rate",
               "distill.positive_rate": 0.5, "distill.fresh_sample_per_phase": True, "online.loss_form": "convex",
               "online.alpha": 0.7, "online.teacher_alpha": 0.0, "online.student_embed_lr": 0.2,
-              "online.teacher_embed_lr": 0.3}
+              "online.teacher_embed_lr": 0.3, "online.weight_decay": 1e-4, "online.embed_weight_decay": 1e-5}
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +94,8 @@ def test_new_keys_merge_and_bad_values_name_the_key(tmp_path: Path) -> None:
             ("distill.positive_rate", 1.0, "distill.positive_rate: must be in \\(0, 1\\)"),
             ("distill.fresh_sample_per_phase", "yes", "distill.fresh_sample_per_phase: expected true/false"),
             ("online.loss_form", "x", "online.loss_form: must be one of"),
-            ("online.teacher_embed_lr", -0.1, "online.teacher_embed_lr: must be > 0")):
+            ("online.teacher_embed_lr", -0.1, "online.teacher_embed_lr: must be > 0"),
+            ("online.embed_weight_decay", -1e-3, "online.embed_weight_decay: must be >= 0")):
         with pytest.raises(ConfigError, match=message):
             load_config(None, {key: value})
     # alpha beyond 1 has no meaning in the convex form: (1 - alpha) would weight the labels negatively
@@ -152,6 +154,34 @@ def test_keys_reach_every_offline_job(tmp_path: Path) -> None:
     assert job("kd").loss_form == "convex"
     assert {offline.sample_seed(s, p) for s in range(3) for p in range(2)} == {0, 1, 2, 1_000_003, 1_000_004,
                                                                                 1_000_005}
+
+
+def test_tune_trial_draws_a_positive_rate_sample_per_phase(tmp_path: Path) -> None:
+    """An offline Tune trial samples as the offline stage does: with fresh_sample_per_phase one
+    positive-rate sample per phase (its own seed, the job's dataset names), at the target rate."""
+    from crossadapt.tune.trials import trial_samples
+
+    rng = np.random.default_rng(0)
+    n = 40_000
+    pool = _arrays(n, 1, label=(rng.random(n) < 0.2).astype(np.float32))  # pool click rate ~0.2
+    cfg = load_config(None, {**PAPER_KEYS, "distill.r": 0.1})
+    plan = positive_rate_plan(float(pool["label"].mean()), 0.1, 0.5)
+    job = offline.student_job("crossadapt", 2, cfg, FM, "t.pt", "i.pt", tmp_path, SMALL, logit_shift=plan.logit_shift)
+    samples = trial_samples(pool, job, 2, cfg.distill.r, plan)
+    assert sorted(samples) == sorted(engine.phase_keys(job)) == ["sample2", "sample2-phase1"]
+    for s in samples.values():
+        # ~4,000 rows at rate 0.5: binomial sd of the rate 0.008, of the size ~60 rows; 4 sd
+        assert abs(s["label"].mean() - 0.5) < 0.032 and abs(len(s["label"]) - 0.1 * n) < 240
+    a, b = (samples[k]["ids"] for k in ("sample2", "sample2-phase1"))
+    assert a.shape != b.shape or not np.array_equal(a, b)  # two draws, not one reused
+    # phase 0 is drawn with the seed the offline stage gives it (sample_seed(seed, 0)), row by row
+    expected = np.flatnonzero(label_mask(pool["label"], plan, np.random.default_rng(offline.sample_seed(2, 0))))
+    np.testing.assert_array_equal(samples["sample2"]["ids"], pool["ids"][expected])
+    # uniform mode, one sample for every phase: exactly round(r n) rows
+    uniform = offline.student_job("crossadapt", 2, load_config(None, {"distill.r": 0.1}), FM, "t.pt", "i.pt",
+                                  tmp_path, SMALL)
+    one = trial_samples(pool, uniform, 2, 0.1, None)
+    assert list(one) == ["sample2"] and len(one["sample2"]["label"]) == round(0.1 * n)
 
 
 def test_fingerprint_binds_every_new_key(tmp_path: Path) -> None:
@@ -288,11 +318,15 @@ def test_online_config_keys_reach_the_actors_learners(tmp_path: Path) -> None:
     ckpt = str(save_checkpoint(tmp_path / "m.pt", build_model(SMALL, FM), SMALL, FM))
     student = StudentWorker(ckpt, FM.to_dict(), to_dict(cfg.online), device="cpu").learner
     teacher = TeacherWorker(ckpt, FM.to_dict(), to_dict(cfg.online), device="cpu").learner
-    assert _groups(student.opt) == [("dense", cfg.online.student_lr, 0.0), ("embedding", 0.2, 0.0)]
-    assert _groups(teacher.opt) == [("dense", cfg.online.teacher_lr, 0.0), ("embedding", 0.3, 0.0)]
+    assert _groups(student.opt) == [("dense", cfg.online.student_lr, 1e-4), ("embedding", 0.2, 1e-5)]
+    assert _groups(teacher.opt) == [("dense", cfg.online.teacher_lr, 1e-4), ("embedding", 0.3, 1e-5)]
     assert student.loss_form == teacher.loss_form == "convex"
     names = set(to_dict(cfg.online)) - set(F.ONLINE_EXCLUDED)
-    assert {"loss_form", "student_embed_lr", "teacher_embed_lr"} <= names
+    assert {"loss_form", "student_embed_lr", "teacher_embed_lr", "weight_decay", "embed_weight_decay"} <= names
+    # weight decay alone (no embed_* key) keeps one Adam group, as offline
+    plain = load_config(None, {"online.weight_decay": 1e-4})
+    alone = StudentWorker(ckpt, FM.to_dict(), to_dict(plain.online), device="cpu").learner
+    assert _groups(alone.opt) == [(None, plain.online.student_lr, 1e-4)]
 
 
 def test_tables_note_both_biases_of_corrected_students() -> None:

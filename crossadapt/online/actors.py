@@ -88,7 +88,8 @@ class StudentWorker(_Worker):
         self.alpha = cfg.alpha if kd else 0.0
         self.learner = OnlineLearner(model, cfg.student_lr, device=_device(device), kd_kind=cfg.kd_kind,
                                      temperature=cfg.temperature, embed_lr=cfg.student_embed_lr,
-                                     loss_form=cfg.loss_form)
+                                     loss_form=cfg.loss_form, weight_decay=cfg.weight_decay,
+                                     embed_weight_decay=cfg.embed_weight_decay)
 
     def train_step(self, batch: Batch, teacher_logits: np.ndarray | None = None) -> float:
         """One step; ``teacher_logits`` is ignored when the student does not distil."""
@@ -134,7 +135,8 @@ class TeacherWorker(_Worker):
         self.updates = updates
         self.learner = PeriodicTeacher(model, cfg.teacher_lr, peer=peer, peer_alpha=cfg.teacher_alpha,
                                        device=_device(device), kd_kind=cfg.kd_kind, temperature=cfg.temperature,
-                                       embed_lr=cfg.teacher_embed_lr, loss_form=cfg.loss_form)
+                                       embed_lr=cfg.teacher_embed_lr, loss_form=cfg.loss_form,
+                                       weight_decay=cfg.weight_decay, embed_weight_decay=cfg.embed_weight_decay)
 
     def needs_student(self) -> bool:
         """Whether the student's weights are needed before an update."""

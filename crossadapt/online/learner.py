@@ -50,7 +50,8 @@ class OnlineLearner:
         lr, weight_decay: Adam settings.
         device: where the model runs.
         kd_kind, temperature: the KD term (see ``crossadapt.losses.kd_loss``).
-        embed_lr: the embedding tables' Adam rate (None: ``lr``; ``engine.make_optimizer``).
+        embed_lr, embed_weight_decay: the embedding tables' Adam settings (None: ``lr`` /
+            ``weight_decay``; ``engine.make_optimizer``).
         loss_form: ``"additive"`` or ``"convex"`` (``crossadapt.losses.distillation_loss``).
 
     Attributes:
@@ -59,14 +60,14 @@ class OnlineLearner:
 
     def __init__(self, model: nn.Module, lr: float, weight_decay: float = 0.0, device: str | torch.device = "cpu",
                  kd_kind: str = "mse", temperature: float = 1.0, embed_lr: float | None = None,
-                 loss_form: str = "additive") -> None:
+                 loss_form: str = "additive", embed_weight_decay: float | None = None) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.model.train()
         for p in self.model.parameters():
             p.requires_grad_(True)  # a checkpoint from phase 1 may still carry frozen embeddings
         # A model without parameters (an imported teacher frozen into constants) serves, never steps.
-        self.opt = engine.make_optimizer(self.model, lr, weight_decay, embed_lr) \
+        self.opt = engine.make_optimizer(self.model, lr, weight_decay, embed_lr, embed_weight_decay) \
             if any(True for _ in self.model.parameters()) else None
         self.kd_kind = kd_kind
         self.temperature = temperature

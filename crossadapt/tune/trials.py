@@ -40,7 +40,7 @@ def offline_trial(config: dict[str, Any]) -> None:
     validation AUC of every epoch as ``valid_auc``. The sample is uniform of exactly ``round(r n)``
     rows, or with ``distill.sample_mode: positive_rate`` that mode's sample and log-odds shift
     (``stratified`` is drawn uniform here: the trial holds the pool as one array)."""
-    from crossadapt.experiment.offline import sample_key, sample_plan, sample_seed, student_job
+    from crossadapt.experiment.offline import sample_plan, student_job
 
     cfg, fm, trial_dir = _trial_setup(config)
     seed = cfg.seeds[0]
@@ -50,9 +50,8 @@ def offline_trial(config: dict[str, Any]) -> None:
     job = student_job("crossadapt", seed, cfg, fm, config["teacher"], config["init"], trial_dir,
                       logit_shift=positive.logit_shift if positive else 0.0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    phases = range(len(job.phases)) if job.phase_train_keys else [0]
-    samples = {sample_key(seed, p): _sample(pool, cfg.distill.r, sample_seed(seed, p), positive) for p in phases}
-    train_t = {k: engine.to_tensors(s, device) for k, s in samples.items()}
+    train_t = {k: engine.to_tensors(s, device) for k, s in trial_samples(pool, job, seed, cfg.distill.r,
+                                                                           positive).items()}
     valid_t = engine.to_tensors(valid, device)
     model = engine.build_job_model(job, fm, device)
     by_key = {k: engine.job_teacher_logits(job, fm, t) for k, t in train_t.items()}
@@ -64,6 +63,17 @@ def offline_trial(config: dict[str, Any]) -> None:
                          "loss": record["loss"], "train_seconds": state["seconds"], "samples": state["samples"]})
 
     engine.run_phases(model, job, trains, valid_t, logits, on_epoch=on_epoch)
+
+
+def trial_samples(pool: A.Arrays, job: engine.TrainJob, seed: int, r: float,
+                  positive: PositiveRatePlan | None) -> dict[str, A.Arrays]:
+    """The samples an offline trial trains on, by dataset name: one (``sample_key(seed)``), or one
+    per phase when ``job`` names a dataset per phase (``distill.fresh_sample_per_phase``), each
+    drawn with that phase's ``sample_seed`` as the experiment's offline stage does."""
+    from crossadapt.experiment.offline import sample_key, sample_seed
+
+    phases = range(len(job.phases)) if job.phase_train_keys else [0]
+    return {sample_key(seed, p): _sample(pool, r, sample_seed(seed, p), positive) for p in phases}
 
 
 def _sample(pool: A.Arrays, r: float, seed: int, positive: PositiveRatePlan | None) -> A.Arrays:
