@@ -108,6 +108,11 @@ def open_parquet(path: str | os.PathLike) -> pq.ParquetFile:
         raise DataError(f"{path}: not a readable parquet file ({_one_line(e)})") from e
 
 
+def period_row_counts(root: str | os.PathLike, periods: Iterable[int]) -> list[int]:
+    """Row count of each period, from parquet footers (no data read)."""
+    return [sum(open_parquet(f).metadata.num_rows for f in period_files(root, [k])) for k in periods]
+
+
 def check_file(path: str | os.PathLike, fm: FeatureMap, batch_rows: int = 1 << 16) -> int:
     """Check one file (footer, then every row); DataError naming file, column and row. Returns its rows."""
     pf = open_parquet(path)

@@ -16,7 +16,6 @@ from typing import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import ray.data
 
@@ -63,7 +62,7 @@ def sample(
         parts = []
         for k in periods:
             ds = read_logs(root, [k], fm)
-            n = sum(pq.ParquetFile(f).metadata.num_rows for f in A.period_files(root, [k]))
+            n = file_checks.period_row_counts(root, [k])[0]
             parts.append(ds.random_shuffle(seed=seed + k).limit(max(1, int(round(r * n)))))
         return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     raise DataError(f"unknown sample mode {mode!r}; use 'uniform' or 'stratified'")
@@ -102,11 +101,6 @@ def dataset_from_arrays(a: A.Arrays, fm: FeatureMap) -> ray.data.Dataset:
     return ray.data.from_arrow(pa.table(cols))
 
 
-def period_row_counts(root: str | os.PathLike, periods: Iterable[int]) -> list[int]:
-    """Row count of each period, from parquet footers (no data read)."""
-    return [sum(file_checks.open_parquet(f).metadata.num_rows for f in A.period_files(root, [k])) for k in periods]
-
-
 def window_split(
     root: str | os.PathLike,
     periods: Iterable[int],
@@ -132,7 +126,7 @@ def window_pieces(
     is the expensive part (one Ray Data execution): draw every sample of a stage from one call."""
     periods = list(periods)
     logs = read_logs(root, periods, fm)  # checks the files first: a broken footer is named, not counted
-    counts = period_row_counts(root, periods)
+    counts = file_checks.period_row_counts(root, periods)
     total = sum(counts)
     cut = A.tail_start(total, valid_fraction)
     if cut <= 0:

@@ -30,8 +30,7 @@ def row_bytes(fm: FeatureMap, distill: bool = False) -> int:
 
 def pool_rows(root: str | os.PathLike, periods: Iterable[int], valid_fraction: float) -> int:
     """Rows of the periods before their validation tail, from the parquet footers."""
-    total = sum(file_checks.open_parquet(f).metadata.num_rows for f in A.period_files(root, periods))
-    return A.tail_start(total, valid_fraction)
+    return A.tail_start(sum(file_checks.period_row_counts(root, periods)), valid_fraction)
 
 
 def shard_bytes(rows: int, r: float, num_workers: int, per_row: int) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 from crossadapt import click_rates, log
 from crossadapt.config import ExperimentConfig
 from crossadapt.data import arrays as A
-from crossadapt.data.ray_data import period_row_counts
+from crossadapt.data.file_checks import period_row_counts
 from crossadapt.errors import WeakTeacherError
 from crossadapt.featuremap import FeatureMap
 from crossadapt.metrics import UndefinedMetricWarning, auc, chance_auc_sd
