@@ -84,7 +84,7 @@ class OnlineLearner:
 
     def _step(self, t: engine.Tensors, peer_logits: np.ndarray | None, alpha: float) -> float:
         self.model.train()
-        z = self.model(t["ids"], t["dense"] if t["dense"].shape[1] else None)
+        z = self.model(t["ids"], engine.dense_or_none(t))
         peer = None if peer_logits is None else torch.from_numpy(np.array(peer_logits, dtype=np.float32)).to(self.device)
         loss = distillation_loss(z, t["label"], peer, alpha, self.kd_kind, self.temperature, self.loss_form)
         self.opt.zero_grad(set_to_none=True)

@@ -104,7 +104,8 @@ def autocast(device: torch.device, amp: str):
     return contextlib.nullcontext()
 
 
-def _dense(t: Tensors) -> torch.Tensor | None:
+def dense_or_none(t: Tensors) -> torch.Tensor | None:
+    """The numeric columns of ``t``, or None without numeric fields (what the models take)."""
     d = t["dense"]
     return d if d.shape[1] > 0 else None
 
@@ -118,7 +119,7 @@ def predict_logits(model: nn.Module, data: Tensors, batch_size: int = 65536, amp
     out = []
     n = data["ids"].shape[0]
     for s in range(0, n, batch_size):
-        dense = _dense(data)
+        dense = dense_or_none(data)
         with autocast(device, amp):
             z = model(data["ids"][s : s + batch_size], None if dense is None else dense[s : s + batch_size])
         out.append(z.float())
@@ -227,7 +228,7 @@ def _fused_ok(params: list[torch.Tensor]) -> bool:
 def take_batches(data: Tensors, index_batches: Iterable[torch.Tensor],
                  teacher_logits: torch.Tensor | None = None) -> Iterator[Tensors]:
     """Training batches of resident ``data``: the rows of each index batch, with their teacher logits."""
-    dense = _dense(data)
+    dense = dense_or_none(data)
     for idx in index_batches:
         b = {"ids": data["ids"][idx], "dense": None if dense is None else dense[idx], "label": data["label"][idx]}
         if teacher_logits is not None:
@@ -240,9 +241,10 @@ def train_batches(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
     """One optimisation step per batch (``ids``, ``dense`` or None, ``label``, optional ``teacher``
     logits); returns (mean loss, samples seen)."""
     model.train()
+    device = torch.device(device)
     total, seen = torch.zeros((), device=device), 0
     for b in batches:
-        with autocast(torch.device(device), job.amp):
+        with autocast(device, job.amp):
             z = model(b["ids"], b["dense"])
         loss = distillation_loss(z.float(), b["label"], b.get("teacher"), job.alpha, job.kd_kind, job.temperature,
                                  job.loss_form)

@@ -193,7 +193,7 @@ def train_loop_per_worker(config: dict) -> None:
             return
         try:
             with PeakRss() as rss:
-                state = _run_job(job, train, valid, rank, world, device, resume)
+                state = _run_job(job, train, valid, coll, device, resume)
         except SharedDataError as e:  # met while streaming, by this rank or another: every rank stops here
             _write_data_error(e.local, job, rank, world)
             return
@@ -261,8 +261,7 @@ def _run_job(
     job: TrainJob,
     train: list[engine.Tensors | StreamedShard],
     valid: engine.EvalData | None,
-    rank: int,
-    world: int,
+    coll: engine.Collective,
     device: torch.device,
     saved: dict | None,
 ) -> dict:
@@ -280,7 +279,7 @@ def _run_job(
             by_set[id(t)] = engine.job_teacher_logits(job, fm, t) if isinstance(t, dict) else None
     teacher_logits = [by_set[id(t)] for t in train]
     teacher_seconds = time.perf_counter() - t0
-    coll = _collective(rank, world, device)
+    rank, world = coll.rank, coll.world
     last_ckpt = [time.perf_counter()]
     # the (phase, epoch) this attempt started from after a worker failure, None on a first attempt
     resumed_from = None if saved is None else {k: saved["state"][k] for k in ("phase", "epoch")}

@@ -105,7 +105,7 @@ class StreamedShard:
             self.held_rows = max(self.held_rows, sum(A.num_rows(a) for a in got))
             for a in got[:agreed]:
                 t = engine.to_tensors(a, self.device)
-                b = {"ids": t["ids"], "dense": t["dense"] if t["dense"].shape[1] > 0 else None, "label": t["label"]}
+                b = {"ids": t["ids"], "dense": engine.dense_or_none(t), "label": t["label"]}
                 if self.teacher is not None:
                     b["teacher"] = engine.shifted_teacher_logits(self.teacher, t, self.job)
                 yield b
