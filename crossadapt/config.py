@@ -401,6 +401,11 @@ class ResourcesConfig(Section):
     num_workers: int = ranged(2, ge=1)
     use_gpu: Literal["auto", "true", "false"] = "auto"
     cpus_per_worker: float = ranged(1.0, gt=0.0)
+    # Independent jobs (the students of other methods and seeds, the zoo's models) trained at once on
+    # CPU, each lane in its own group of num_workers workers: 2 keeps both cores of a 2-core machine
+    # busy, where one worker runs one torch thread. A job trains alone in its group, so its result
+    # does not depend on this (not in fingerprints). On GPU jobs keep one lane.
+    concurrent_jobs: int = ranged(1, ge=1)
     amp: Literal["none", "bf16"] = "none"
     max_failures: int = ranged(2, ge=0)
     # A resumable checkpoint at most this often (and at the end of every job): one per epoch cost
@@ -471,6 +476,9 @@ class OnlineConfig(Section):
     # steps, soft labels and teacher updates is the same): one call per step spent more time in
     # Ray's per-call overhead than in training at batch 256 on 2 cores.
     steps_per_call: int = ranged(10, ge=1)
+    # Streams (method, seed) replayed at once, each with its own actors: 2 keeps both cores of a
+    # 2-core machine busy. Streams share nothing, so their results do not depend on it.
+    concurrent_streams: int = ranged(1, ge=1)
     # Names from crossadapt.online.methods.ONLINE_METHODS (checked by crossadapt.experiment.preflight).
     methods: tuple[str, ...] = ("student_only", "student_replay", "frozen_teacher_kd", "sync_codistill", "crossadapt")
 

@@ -26,9 +26,9 @@ In a fingerprint:
 
 Not in it: where things go and how often (``out_dir``, ``storage``, ``tracking``, run folders,
 checkpoint intervals, ``max_failures``); placement that changes floating-point rounding but not the
-computation (``use_gpu``, ``cpus_per_worker``, projection actors, online call batching); the lists
-of what to run (``methods``, ``seeds``, ``online.methods``): each (method, seed) has its own
-fingerprint, so a shorter list never makes the others stale.
+computation (``use_gpu``, ``cpus_per_worker``, ``concurrent_jobs``, projection actors, online call
+batching); the lists of what to run (``methods``, ``seeds``, ``online.methods``): each (method, seed)
+has its own fingerprint, so a shorter list never makes the others stale.
 
 Data: the feature map's encoding, and for each parquet file of the periods read its path under the
 data root, its size and the sha256 of its bytes. Paths are relative, so a copy of the data elsewhere
@@ -70,8 +70,9 @@ JOB_EXCLUDED = ("name", "run_dir", "fingerprint", "teacher_checkpoint", "init_em
 #: Projection settings that place the work (actors, in-process) or size its report, not the table
 #: (a reused projection keeps its report, which records the report_rows it was made with).
 PROJECTION_EXCLUDED = ("num_actors", "actor_min_rows", "report_rows")
-#: Online settings that list what to run or batch the calls to the actors (same steps, same order).
-ONLINE_EXCLUDED = ("methods", "max_inflight", "steps_per_call")
+#: Online settings that list what to run, batch the calls to the actors or run streams side by side
+#: (same steps, same order).
+ONLINE_EXCLUDED = ("methods", "max_inflight", "steps_per_call", "concurrent_streams")
 #: Top-level config sections a Tune search does not depend on (where results go, resources, the
 #: offline method list); the data root and raw path enter as the data's fingerprint instead.
 SEARCH_EXCLUDED = ("out_dir", "storage", "tracking", "resources", "methods")

@@ -26,6 +26,11 @@ reaches it. Source by source (the run's noise and what keeps it out):
   pool's shutdown (harmless, listing done; frequent on a loaded machine): ``_quiet_listing_race``.
 - Two lines Ray's core logs at E level on every successful run, about its own internals, with no
   setting to turn them off: ``filter_forwarded`` drops exactly those (see ``NOISE``).
+
+One thing Ray does to lines it forwards is undone for ours: it collapses lines of several processes
+that differ only in words with digits, and never prints a line collapsed once. Two lanes of
+students ending together ("job 8 of 8 done (kd-seed2: ...)" and "job 10 of 10 done (kd-seed1:
+...)") lost one of the two; ``[crossadapt]`` lines are exempt (``RAY_DEDUP_LOGS_ALLOW_REGEX``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from crossadapt import log
 RAY_DATA_CONFIG = Path(__file__).with_name("ray_data_logging.yaml")
 #: Set for the driver and every worker before Ray Data is imported there (an explicit user setting wins).
 ENV = {"RAY_DATA_LOGGING_CONFIG": str(RAY_DATA_CONFIG)}
+#: Forwarded lines Ray never collapses (a user's own ``RAY_DEDUP_LOGS_ALLOW_REGEX`` wins).
+DEDUP_ALLOW = r"\[crossadapt\]"
 #: Workers, unless --verbose: torch's C++ warnings (the c10d hostname line) off, its errors kept.
 QUIET_WORKER_ENV = {"TORCH_CPP_LOG_LEVEL": "ERROR"}
 SETUP_HOOK = "crossadapt.ray_logs.setup_worker"
@@ -68,8 +75,22 @@ def configure_environment() -> None:
     """Ray's logging settings in this process's environment (inherited by a local Ray's workers); call
     before Ray Data is imported to quiet this process's Ray Data too. A user's own setting is kept."""
     _ray_data_logging()
+    _keep_our_lines()
     # A new local Ray enables token authentication and says so at WARNING on every start; it stays on.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
+def _keep_our_lines() -> None:
+    """``DEDUP_ALLOW`` for Ray's log deduplication: in the environment for Ray imported later, and
+    on this process's deduplicators when Ray was imported already (they read it on import)."""
+    allow = os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", DEDUP_ALLOW)
+    try:  # private, but where the setting read on import lives
+        from ray._private import ray_logging
+    except ImportError:
+        return
+    for dedup in (getattr(ray_logging, "stdout_deduplicator", None), getattr(ray_logging, "stderr_deduplicator", None)):
+        if dedup is not None and hasattr(dedup, "allow_re"):
+            dedup.allow_re = re.compile(allow)
 
 
 def _ray_data_logging() -> None:

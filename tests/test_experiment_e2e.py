@@ -57,9 +57,11 @@ def experiment(ray_session, tmp_path_factory):
         student=ModelConfig(name="dcnv2", embed_dim=16, hidden_units=(32,), num_cross_layers=2),
         optim=OptimConfig(lr=3e-3, epochs=4, patience=2, batch_size=256),
         distill=DistillConfig(phase1_epochs=2, phase2_epochs=2, r=0.3, batch_size=64),
-        resources=ResourcesConfig(num_workers=1, cpus_per_worker=1.0, use_gpu="false", checkpoint_interval_s=0),
+        # two students and two streams at once, as in the quick demo
+        resources=ResourcesConfig(num_workers=1, cpus_per_worker=1.0, use_gpu="false", checkpoint_interval_s=0,
+                                  concurrent_jobs=2),
         projection=ProjectionConfig(actor_min_rows=0, num_actors=2),  # the actor path, as on big tables
-        online=OnlineConfig(batch_size=256, reservoir_size=2000),
+        online=OnlineConfig(batch_size=256, reservoir_size=2000, concurrent_streams=2),
         tracking=TrackingConfig(wandb="offline", experiment="e2e"),
     )
     mp = pytest.MonkeyPatch()
@@ -196,17 +198,21 @@ def test_paired_tests_against_crossadapt_on_the_saved_test_scores(experiment):
 
 
 def test_console_shows_progress_and_no_ray_warning_or_error(experiment):
-    """The run succeeded: its console has crossadapt's lines, "job k of N" with an ETA for the students
-    and "stream k of N" for the online stage, and not one Ray warning or error line."""
+    """The run succeeded: its console has crossadapt's lines, "job k of N" with an ETA in each of the
+    two lanes of students and "stream k of N" for the online stage, and not one Ray warning or error line."""
     _, _, printed = experiment
     text = "\n".join(printed)
     trouble = [line for line in printed if RAY_TROUBLE.search(line)]
     assert not trouble, "\n".join(trouble)
     n_jobs, n_streams = len(OFFLINE) * len(SEEDS), len(ONLINE) * len(SEEDS)
-    for k in range(1, n_jobs):
-        assert re.search(rf"\[crossadapt\] students: job {k} of {n_jobs} done \(\S+-seed\d: \d+ epochs, "
-                         rf"best valid auc 0\.\d+\), \S+ elapsed, ETA \S+", text), (k, text)
-    assert f"students: job {n_jobs} of {n_jobs} done" in text and "all done in" in text
+    per_lane = {int(a): int(n) for a, n in re.findall(r"students lane (\d) of 2: job \d+ of (\d+) done", text)}
+    assert sorted(per_lane) == [1, 2] and sum(per_lane.values()) == n_jobs, (per_lane, text)
+    for lane, n in per_lane.items():
+        for k in range(1, n):
+            assert re.search(rf"\[crossadapt\] students lane {lane} of 2: job {k} of {n} done \(\S+-seed\d: \d+ "
+                             rf"epochs, best valid auc 0\.\d+\), \S+ elapsed, ETA \S+", text), (lane, k, text)
+        assert f"students lane {lane} of 2: job {n} of {n} done" in text
+    assert "all done in" in text
     for k in range(1, n_streams + 1):
         assert f"[crossadapt] online: stream {k} of {n_streams} done" in text, (k, text)
     assert "[crossadapt] wrote " in text

@@ -93,3 +93,26 @@ def test_online_end_to_end(ray_session, tiny_online_world, online_cfg, tmp_path)
     again = run_online(cfg, fm, tmp_path, teacher, {0: student}, methods=("crossadapt",))
     assert again["crossadapt"]["runs"][0]["windows"] == ca["windows"]  # measured seconds included: loaded
     assert (tmp_path / "online" / "crossadapt" / "seed0" / "stream.pt").is_file()
+
+
+def test_streams_side_by_side_give_the_results_of_one_at_a_time(ray_session, tiny_online_world, online_cfg,
+                                                                  tmp_path):
+    """online.concurrent_streams = 2 replays two streams at once, each with its own actors: every
+    window, final test and final student is the one of the streams replayed one after another."""
+    root, fm, teacher, student = tiny_online_world
+    runs = {}
+    for at_once in (1, 2):
+        cfg = online_cfg(root, tmp_path / f"x{at_once}", tau=4, concurrent_streams=at_once,
+                         methods=("student_only", "crossadapt"))
+        cfg.data.stream_periods, cfg.data.test_periods = (6, 7), (7, 8)
+        out = run_online(cfg, fm, cfg.out_dir, teacher, {0: student})
+        runs[at_once] = [r for m in cfg.online.methods for r in out[m]["runs"]]
+    assert len(runs[1]) == len(runs[2]) == 2
+    timing = ("wall_seconds", "train_seconds", "eval_seconds", "exchange_seconds", "exchange_share", "seconds")
+    for one, two in zip(runs[1], runs[2]):
+        assert [{k: v for k, v in w.items() if k not in timing} for w in one["windows"]] == \
+            [{k: v for k, v in w.items() if k not in timing} for w in two["windows"]]
+        assert one["final_test"] == two["final_test"] and one["steps"] == two["steps"] > 0
+        a = load_checkpoint(one["final_checkpoint"], expected_feature_map=fm).model.state_dict()
+        b = load_checkpoint(two["final_checkpoint"], expected_feature_map=fm).model.state_dict()
+        assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)

@@ -131,6 +131,34 @@ def test_ray_lines_dropped_are_exactly_the_two_known_ones_from_their_process():
     assert is_noise({"pid": 21421}, reused) and not is_noise({"pid": 21421}, reused.replace("KillActor", "Task"))
 
 
+def test_ray_never_collapses_two_processes_crossadapt_lines(monkeypatch):
+    """Two lanes' last lines differ only in words with digits: Ray's deduplicator held the second back
+    and never printed it; after ``configure_environment`` both pass, and other lines still collapse."""
+    from ray._private import ray_logging
+
+    from crossadapt import ray_logs
+
+    monkeypatch.delenv("RAY_DEDUP_LOGS_ALLOW_REGEX", raising=False)
+    monkeypatch.setattr(ray_logging, "RAY_DEDUP_LOGS", True)  # as for a user (conftest turns it off)
+    dedup = ray_logging.LogDeduplicator(5, None, None, _timesource=lambda: 0.0)
+    monkeypatch.setattr(ray_logging, "stdout_deduplicator", dedup)
+    ours = ["[crossadapt] students lane 1 of 2: job 10 of 10 done (kd-seed1: 9 epochs), all done in 3m06s",
+            "[crossadapt] students lane 2 of 2: job 8 of 8 done (kd-seed2: 11 epochs), all done in 3m07s"]
+    theirs = ["worker 1 started in 3s", "worker 2 started in 4s"]
+
+    def printed() -> list[str]:
+        out = []
+        for pid, lines in ((1, [ours[0], theirs[0]]), (2, [ours[1], theirs[1]])):
+            for batch in dedup.deduplicate({"ip": "a", "pid": pid, "lines": lines}):
+                out += batch["lines"]
+        return out
+
+    assert printed() == [ours[0], theirs[0]]  # Ray alone: the second process's lines are held back
+    dedup.recent.clear()
+    ray_logs.configure_environment()
+    assert printed() == [ours[0], theirs[0], ours[1]]
+
+
 def test_worker_runtime_env_leaves_what_a_submitted_job_sets_to_the_submission(monkeypatch):
     """Ray refuses to merge a driver's runtime env with the submitted one when both set a field or variable."""
     import json

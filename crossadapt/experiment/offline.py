@@ -390,6 +390,14 @@ def plan_offline(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path) -> 
     return OfflinePlan(cfg, fm, out_dir, code, data, teacher, projection, bool(cfg.teacher_import.program), positive)
 
 
+def student_cost(job: TrainJob, r: float) -> float:
+    """A student job's cost for dealing jobs to lanes (``resources.concurrent_jobs``): its rows (the
+    window, or a sample of ratio ``r``) times its epochs at most, with each step's fixed overhead
+    (the quick demo trains half as many rows/s at batch 64 as at 512)."""
+    rows = r if job.train_key != "window" else 1.0
+    return rows * sum(p.epochs for p in job.phases) * (1.0 + 128.0 / job.batch_size)
+
+
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,
                  test: EvalSplit, methods: list[str] | None = None, seeds: list[int] | None = None,
                  fresh: bool = False, on_epoch: EpochCallback | None = None) -> list[dict]:
@@ -401,7 +409,8 @@ def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, proje
     pairs = [(m, s) for s in seeds for m in methods]
     jobs = [plan.student(m, s) for m, s in pairs]
     outcomes = fit_many(jobs, lambda pending: student_datasets(cfg, fm, pending, plan.positive), cfg.resources,
-                        name="students", storage_dir=plan.out_dir, fresh=fresh, on_epoch=on_epoch)
+                        name="students", storage_dir=plan.out_dir, fresh=fresh, on_epoch=on_epoch,
+                        cost=lambda j: student_cost(j, cfg.distill.r))
     reused = [f"{m}-seed{s}" for (m, s), o in zip(pairs, outcomes) if o.reused]
     if reused:
         _say(f"students finished earlier with the same fingerprints, reused: {', '.join(reused)}")

@@ -51,6 +51,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -61,6 +62,7 @@ import ray
 import torch
 
 from crossadapt import atomic, log
+from crossadapt.concurrency import run_concurrently
 from crossadapt.config import ExperimentConfig, to_dict
 from crossadapt.data import arrays as A
 from crossadapt.data.synthetic import read_meta
@@ -131,11 +133,13 @@ class OnlineStream:
         seed: seed of the reservoir, the batch mixing and the actors.
         test: the rows of ``data.test_periods`` when they lie after the stream (:func:`has_final_test`):
             the final models are scored on them once the stream ends; None: no final test.
+        actor_cpus: CPUs each actor asks for (streams running side by side share the free CPUs);
+            None: half of the CPUs free when the actors start.
     """
 
     def __init__(self, method: str, cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teacher_ckpt: str,
                  student_ckpt: str, history: A.Arrays | None, trace: DriftTrace, seed: int,
-                 test: A.Arrays | None = None) -> None:
+                 test: A.Arrays | None = None, actor_cpus: float | None = None) -> None:
         self.method = method
         self.spec = get_online_method(method)
         self.cfg = cfg
@@ -144,12 +148,14 @@ class OnlineStream:
         self.interval = teacher_interval(self.spec, self.ocfg) if self.spec.kd else None
         self.teacher_ckpt, self.student_ckpt = str(teacher_ckpt), str(student_ckpt)
         self.history, self.trace, self.seed, self.test = history, trace, seed, test
+        self.actor_cpus = actor_cpus
         self.periods = A.period_range(cfg.data.stream_periods)
         self.dir = Path(out_dir) / "online" / method / f"seed{seed}"
         self.path = self.dir / STATE_FILE
         self.fingerprint = hashlib.sha256(json.dumps({
             # every online setting but the method list (adding a method must not restart the others)
-            "method": method, "online": {k: v for k, v in to_dict(self.ocfg).items() if k != "methods"},
+            "method": method,
+            "online": {k: v for k, v in to_dict(self.ocfg).items() if k not in ("methods", "concurrent_streams")},
             "periods": self.periods, "seed": seed,
             "root": cfg.data.root, "teacher": _file_id(self.teacher_ckpt), "student": _file_id(self.student_ckpt),
             "trace": trace.to_dict(),
@@ -205,6 +211,8 @@ class OnlineStream:
             return {"num_cpus": 0}
         if resolve_use_gpu(self.cfg.resources):
             return {"num_cpus": 1, "num_gpus": 0.5}  # the pair shares one GPU
+        if self.actor_cpus is not None:
+            return {"num_cpus": self.actor_cpus}
         free = ray.available_resources().get("CPU", 0.0)
         return {"num_cpus": min(1.0, cpu_share(free, 2)) if free > 0 else 0.01}
 
@@ -502,7 +510,8 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     ``{"runs": [one run per seed], "summary": mean ± std over seeds}``. ``trace``: the stream's
     drift trace when the caller computed it already (:func:`drift_trace_of`). ``on_window(method, seed,
     window)`` sees each period's window once it is committed. One "stream k of N" line with an ETA
-    follows each stream. Ray must be initialised.
+    follows each stream. ``online.concurrent_streams`` streams run at a time (they share nothing: the
+    same results in any number). Ray must be initialised.
     """
     if not students:
         raise ConfigError("run_online: no seed to run (students is empty)")
@@ -522,15 +531,29 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     _say(f"online: drift trace over {int(trace.ends[-1]) if trace.ends.size else 0} stream rows, "
          f"{int(trace.shifts.sum())} shift(s) declared, max score {float(trace.scores.max()) if trace.scores.size else 0:.3f}")
     out: dict[str, Any] = {}
-    progress = Progress("online", len(methods) * len(students), unit="stream")
-    for m in methods:
-        runs = []
-        for seed, ckpt in students.items():
-            feed = (lambda w, m=m, seed=seed: on_window(m, seed, w)) if on_window else None
-            runs.append(OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, ckpt, history, trace, seed,
-                                     test).run(on_window=feed))
-            aucs = [w["auc"] for w in runs[-1]["windows"] if w["auc"] is not None]
+    streams = [(m, seed, ckpt) for m in methods for seed, ckpt in students.items()]
+    at_once = min(cfg.online.concurrent_streams, len(streams))
+    progress = Progress("online", len(streams), unit="stream")
+    lock = threading.Lock()  # one stream's callback or progress line at a time
+    actor_cpus = _side_by_side_cpus(cfg, at_once)
+
+    def replay(m: str, seed: int, ckpt: str) -> dict[str, Any]:
+        def feed(w: dict[str, Any]) -> None:
+            with lock:
+                on_window(m, seed, w)
+
+        run = OnlineStream(m, cfg, fm, out_dir, teacher_ckpt, ckpt, history, trace, seed, test,
+                           actor_cpus=actor_cpus).run(on_window=feed if on_window else None)
+        aucs = [w["auc"] for w in run["windows"] if w["auc"] is not None]
+        with lock:
             _say(progress.done(f"{m} seed {seed}: mean auc {fmt(float(np.mean(aucs)) if aucs else None)}"))
+        return run
+
+    if at_once > 1:
+        _say(f"online: {len(streams)} streams, {at_once} at a time")
+    runs_of = run_concurrently([lambda s=s: replay(*s) for s in streams], at_once)
+    for m in methods:
+        runs = [run for (name, _, _), run in zip(streams, runs_of) if name == m]
         out[m] = {"runs": runs, "summary": summarize_runs(runs)}
         ov = out[m]["summary"]["overall"]
         _say(f"online {m}: mean auc {fmt(ov['auc']['mean'])} ± {fmt(ov['auc']['std'])}, mean |bias| "
@@ -542,6 +565,15 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
                  f"{fmt(ft['bias']['mean'], '+.3f')} ± {fmt(ft['bias']['std'])} over {len(runs)} seed(s)")
     atomic.write_json(Path(out_dir) / "online" / "results.json", {**out, "drift": trace.to_dict()})
     return out
+
+
+def _side_by_side_cpus(cfg: ExperimentConfig, streams: int) -> float | None:
+    """CPUs per actor when ``streams`` streams run at once: the free CPUs split over their actors
+    (two per stream), so that no pair waits for another's CPUs; None for one stream at a time or
+    on GPU (each stream's actors then ask for their own share, ``OnlineStream._actor_options``)."""
+    if streams <= 1 or resolve_use_gpu(cfg.resources) or ray.util.get_current_placement_group() is not None:
+        return None
+    return cpu_share(ray.available_resources().get("CPU", 0.0), 2 * streams)
 
 
 def drift_periods(root: str | Path) -> list[int]:

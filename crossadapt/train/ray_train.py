@@ -53,6 +53,7 @@ from ray.train.torch import TorchTrainer
 
 from crossadapt import atomic, faults, ray_logs
 from crossadapt import fingerprint as F
+from crossadapt.concurrency import run_concurrently
 from crossadapt.config import ResourcesConfig, from_dict, to_dict
 from crossadapt.data.ray_data import materialize_arrays
 from crossadapt.errors import DataError
@@ -337,20 +338,39 @@ def _report(model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict, rec
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
-def worker_cpus(resources: ResourcesConfig) -> float:
-    """CPUs per worker, shrunk so that one CPU stays free for Ray Data's read and split tasks.
+def worker_cpus(resources: ResourcesConfig, groups: int = 1) -> float:
+    """CPUs per worker when ``groups`` worker groups of ``num_workers`` run at once, shrunk so that
+    one CPU stays free for Ray Data's read and split tasks.
 
     Workers that hold every CPU starve the dataset pipeline feeding them and the run hangs.
     """
     total = ray.cluster_resources().get("CPU", 1.0)
-    want = resources.cpus_per_worker
-    room = max(total - 1.0, 0.1 * resources.num_workers)
-    if want * resources.num_workers > room:
-        shrunk = cpu_share(room, resources.num_workers)
+    want, workers = resources.cpus_per_worker, resources.num_workers * groups
+    room = max(total - 1.0, 0.1 * workers)
+    if want * workers > room:
+        shrunk = cpu_share(room, workers)
         _log.info("%d workers x %g CPU leave no CPU for Ray Data on a %g-CPU cluster: using %g CPU per worker",
-                  resources.num_workers, want, total, shrunk)
+                  workers, want, total, shrunk)
         return shrunk
     return want
+
+
+def job_lanes(jobs: list[TrainJob], lanes: int, cost: Callable[[TrainJob], float]) -> list[list[TrainJob]]:
+    """``jobs`` dealt to at most ``lanes`` lanes that run at once, each job to the lane with the least
+    ``cost`` so far, the costliest first (ties: job order); each lane keeps the jobs' order. The
+    same jobs always give the same lanes, so an interrupted lane resumes from its own checkpoint."""
+    lanes = max(1, min(lanes, len(jobs)))
+    load, members = [0.0] * lanes, [[] for _ in range(lanes)]
+    for i in sorted(range(len(jobs)), key=lambda i: (-cost(jobs[i]), i)):
+        lane = min(range(lanes), key=lambda k: (load[k], k))
+        load[lane] += cost(jobs[i])
+        members[lane].append(i)
+    return [[jobs[i] for i in sorted(m)] for m in members if m]
+
+
+def epochs_cost(job: TrainJob) -> float:
+    """The default cost of a job for ``job_lanes``: its epochs at most (the rows are not known here)."""
+    return float(sum(p.epochs for p in job.phases))
 
 
 Datasets = Mapping[str, "ray.data.Dataset | None"]
@@ -398,8 +418,10 @@ def fit_many(
     fresh: bool = False,
     keep_storage: bool = False,
     on_epoch: EpochCallback | None = None,
+    cost: Callable[[TrainJob], float] = epochs_cost,
 ) -> list[TrainOutcome]:
-    """Run ``jobs`` one after another in one Ray Train worker group; outcomes in job order.
+    """Run ``jobs`` one after another in one Ray Train worker group, or in ``resources.concurrent_jobs``
+    worker groups at once on CPU (lanes dealt by ``job_lanes`` with ``cost``); outcomes in job order.
 
     ``datasets`` maps the names jobs use (``train_key``/``valid_key``) to datasets, or is a function
     of the jobs still to train returning that map (called only when some are). Training sets are
@@ -408,9 +430,10 @@ def fit_many(
 
     Binding (see the module docstring): a job whose run folder holds its finished outcome (same
     ``fingerprint``) is reused, not trained; the others run under Ray Train storage
-    ``<storage_dir>/ray_storage/<name>-<digest of the jobs' fingerprints>``, resumed when an
-    interrupted run of the same jobs left it. A job without a fingerprint gets one of the job
-    alone (its data cannot be known here). ``fresh`` trains every job from the start: their run
+    ``<storage_dir>/ray_storage/<name>-<digest of the jobs' fingerprints>`` (one per lane, of the
+    lane's jobs), resumed when an interrupted run of the same jobs left it. A job trains alone in
+    its worker group whatever the lanes, so its result does not depend on them. A job without a
+    fingerprint gets one of the job alone (its data cannot be known here). ``fresh`` trains every job from the start: their run
     folders and this run's storage are emptied first. ``keep_storage`` keeps Ray Train's
     checkpoints after success (to inspect them). ``on_epoch`` is called on the driver, from a thread
     that reads the jobs' ``progress.json`` every few seconds, with each new epoch record (W&B while a
@@ -421,21 +444,34 @@ def fit_many(
                     fingerprint=j.fingerprint or F.train_fingerprint(j, {}, resources.num_workers, code))
             for j in jobs]
     storage = Path(storage_dir or Path(jobs[0].run_dir).parent).resolve() / "ray_storage"
-    run_name = f"{name}-{F.short(F.digest([[j.name, j.fingerprint] for j in jobs]))}"
+    # GPU workers take whole devices: their jobs keep one lane rather than wait on each other's GPUs
+    lanes = job_lanes(jobs, 1 if resolve_use_gpu(resources) else resources.concurrent_jobs, cost)
+    names = [f"{name}-{F.short(F.digest([[j.name, j.fingerprint] for j in lane]))}" for lane in lanes]
     if fresh:
-        shutil.rmtree(storage / run_name, ignore_errors=True)
+        for run_name in names:
+            shutil.rmtree(storage / run_name, ignore_errors=True)
         for j in jobs:
             shutil.rmtree(j.run_dir, ignore_errors=True)
     pending = [j for j in jobs if read_outcome(j.run_dir, j.fingerprint) is None]
-    wall = 0.0
     if pending:
-        wall = _train(pending, dict(datasets(pending) if callable(datasets) else datasets), resources,
-                      storage, run_name, on_epoch)
-        for j in pending:  # the shared start-up split evenly, kept with the outcome for later reuse
-            path = Path(j.run_dir) / OUTCOME_FILE
-            atomic.write_json(path, {**json.loads(path.read_text()), "wall_seconds": wall / len(pending)})
-        if not keep_storage:
-            shutil.rmtree(storage / run_name, ignore_errors=True)
+        sets = dict(datasets(pending) if callable(datasets) else datasets)
+        todo = [(run_name, [j for j in lane if j in pending]) for run_name, lane in zip(names, lanes)]
+        todo = [(run_name, lane) for run_name, lane in todo if lane]
+
+        def lane_call(run_name: str, lane: list[TrainJob], k: int) -> Callable[[], float]:
+            keys = {key for j in lane for key in (*engine.phase_keys(j), j.valid_key)}
+            label = name if len(todo) == 1 else f"{name} lane {k + 1} of {len(todo)}"
+            return lambda: _train(lane, {key: v for key, v in sets.items() if key in keys}, resources, storage,
+                                  run_name, on_epoch, label=label, groups=len(todo))
+
+        walls = run_concurrently([lane_call(run_name, lane, k) for k, (run_name, lane) in enumerate(todo)],
+                                 at_once=len(todo))
+        for (run_name, lane), wall in zip(todo, walls):
+            for j in lane:  # the lane's start-up split evenly, kept with the outcome for later reuse
+                path = Path(j.run_dir) / OUTCOME_FILE
+                atomic.write_json(path, {**json.loads(path.read_text()), "wall_seconds": wall / len(lane)})
+            if not keep_storage:
+                shutil.rmtree(storage / run_name, ignore_errors=True)
     outcomes = []
     for j in jobs:
         out = read_outcome(j.run_dir, j.fingerprint)
@@ -491,8 +527,9 @@ class _EpochFeed:
 
 
 def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, storage: Path, run_name: str,
-           on_epoch: EpochCallback | None = None) -> float:
-    """One Ray Train run of ``jobs`` under ``storage/run_name``; returns its wall seconds."""
+           on_epoch: EpochCallback | None = None, label: str = "", groups: int = 1) -> float:
+    """One Ray Train run of ``jobs`` under ``storage/run_name`` (its progress lines say ``label``),
+    one of ``groups`` worker groups running at once; returns its wall seconds."""
     for j in jobs:
         Path(j.run_dir).mkdir(parents=True, exist_ok=True)
         (Path(j.run_dir) / PROGRESS_FILE).unlink(missing_ok=True)  # the live feed reads this run's epochs only
@@ -507,13 +544,13 @@ def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, sto
     use_gpu = resolve_use_gpu(resources)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"name": run_name.rsplit("-", 1)[0], "jobs": [to_dict(j) for j in jobs],
+        train_loop_config={"name": label or run_name.rsplit("-", 1)[0], "jobs": [to_dict(j) for j in jobs],
                            "valid_keys": sorted(set(datasets) - set(train_keys)),
                            "cache_bytes": resources.cache_bytes},
         scaling_config=ScalingConfig(
             num_workers=train_workers(resources, use_gpu),
             use_gpu=use_gpu,
-            resources_per_worker=None if use_gpu else {"CPU": worker_cpus(resources)},
+            resources_per_worker=None if use_gpu else {"CPU": worker_cpus(resources, groups)},
         ),
         run_config=RunConfig(
             name=run_name,
