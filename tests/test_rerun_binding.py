@@ -19,10 +19,13 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from crossadapt import log
 from crossadapt.config import (
     DataConfig,
     DistillConfig,
@@ -60,6 +63,21 @@ def _auc(results: dict, method: str, seed: int = 0) -> float:
     return next(r["auc"] for r in results["offline_records"] if (r["method"], r["seed"]) == (method, seed))
 
 
+@contextlib.contextmanager
+def _console_lines() -> Iterator[None]:
+    """crossadapt's console handler (following ``sys.stdout``) while the runs go, as the command line
+    has it, whether or not an earlier test set one up; the earlier handlers and levels come back after."""
+    root, ours = logging.getLogger(), logging.getLogger(log.ROOT)
+    saved = list(root.handlers), root.level, ours.level
+    log.setup(log.NORMAL, propagate_env=False)
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        ours.setLevel(saved[2])
+
+
 @pytest.fixture(scope="module")
 def reruns(ray_session, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rerun")
@@ -81,13 +99,14 @@ def reruns(ray_session, tmp_path_factory):
     changed = dataclasses.replace(first, distill=dataclasses.replace(first.distill, r=0.4),
                                   data=dataclasses.replace(first.data, teacher_periods=(0, 2)))
     runs: dict = {"cfg": first, "changed": changed}
-    runs["r1"], _ = _run(first)
-    runs["times1"] = _outcome_times(out)
-    runs["r2"], runs["log2"] = _run(first, forbid_training=True)
-    runs["times2"] = _outcome_times(out)
-    runs["r3"], runs["log3"] = _run(changed)
-    runs["r4"], runs["log4"] = _run(dataclasses.replace(changed, methods=("scratch",), seeds=(1,)))
-    runs["r5"], runs["log5"] = _run(dataclasses.replace(first, methods=("scratch",)), forbid_training=True)
+    with _console_lines():
+        runs["r1"], _ = _run(first)
+        runs["times1"] = _outcome_times(out)
+        runs["r2"], runs["log2"] = _run(first, forbid_training=True)
+        runs["times2"] = _outcome_times(out)
+        runs["r3"], runs["log3"] = _run(changed)
+        runs["r4"], runs["log4"] = _run(dataclasses.replace(changed, methods=("scratch",), seeds=(1,)))
+        runs["r5"], runs["log5"] = _run(dataclasses.replace(first, methods=("scratch",)), forbid_training=True)
     return runs
 
 

@@ -59,11 +59,10 @@ def sample(
     if mode == "uniform":
         return read_logs(root, periods, fm).random_sample(r, seed=seed)
     if mode == "stratified":
-        parts = []
-        for k in periods:
-            ds = read_logs(root, [k], fm)
-            n = file_checks.period_row_counts(root, [k])[0]
-            parts.append(ds.random_shuffle(seed=seed + k).limit(max(1, int(round(r * n)))))
+        logs = [read_logs(root, [k], fm) for k in periods]  # checks the files first: a broken footer is named
+        counts = file_checks.period_row_counts(root, periods)
+        parts = [ds.random_shuffle(seed=seed + k).limit(max(1, int(round(r * n))))
+                 for k, ds, n in zip(periods, logs, counts)]
         return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     raise DataError(f"unknown sample mode {mode!r}; use 'uniform' or 'stratified'")
 

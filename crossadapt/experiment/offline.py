@@ -60,7 +60,7 @@ from crossadapt.models.teacher_import import (
 from crossadapt.models.embedding import field_offsets
 from crossadapt.train import engine
 from crossadapt.train.engine import Phase, TrainJob
-from crossadapt.train.ray_train import EpochCallback, TrainOutcome, fit_many
+from crossadapt.train.ray_train import EpochCallback, TrainOutcome, epochs_cost, fit_many
 
 if TYPE_CHECKING:
     import ray.data
@@ -395,7 +395,7 @@ def student_cost(job: TrainJob, r: float) -> float:
     window, or a sample of ratio ``r``) times its epochs at most, with each step's fixed overhead
     (the quick demo trains half as many rows/s at batch 64 as at 512)."""
     rows = r if job.train_key != "window" else 1.0
-    return rows * sum(p.epochs for p in job.phases) * (1.0 + 128.0 / job.batch_size)
+    return rows * epochs_cost(job) * (1.0 + 128.0 / job.batch_size)
 
 
 def run_students(cfg: ExperimentConfig, fm: FeatureMap, plan: OfflinePlan, projection_seconds: float,

@@ -535,7 +535,7 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     at_once = min(cfg.online.concurrent_streams, len(streams))
     progress = Progress("online", len(streams), unit="stream")
     lock = threading.Lock()  # one stream's callback or progress line at a time
-    actor_cpus = _side_by_side_cpus(cfg, at_once)
+    actor_cpus = _side_by_side_cpus(at_once)
 
     def replay(m: str, seed: int, ckpt: str) -> dict[str, Any]:
         def feed(w: dict[str, Any]) -> None:
@@ -567,13 +567,11 @@ def run_online(cfg: ExperimentConfig, fm: FeatureMap, out_dir: str | Path, teach
     return out
 
 
-def _side_by_side_cpus(cfg: ExperimentConfig, streams: int) -> float | None:
+def _side_by_side_cpus(streams: int) -> float | None:
     """CPUs per actor when ``streams`` streams run at once: the free CPUs split over their actors
-    (two per stream), so that no pair waits for another's CPUs; None for one stream at a time or
-    on GPU (each stream's actors then ask for their own share, ``OnlineStream._actor_options``)."""
-    if streams <= 1 or resolve_use_gpu(cfg.resources) or ray.util.get_current_placement_group() is not None:
-        return None
-    return cpu_share(ray.available_resources().get("CPU", 0.0), 2 * streams)
+    (two per stream), so that no pair waits for another's CPUs; None for one stream at a time (the
+    pair then asks for its own share). A Tune trial or a GPU decides first, ``OnlineStream._actor_options``."""
+    return cpu_share(ray.available_resources().get("CPU", 0.0), 2 * streams) if streams > 1 else None
 
 
 def drift_periods(root: str | Path) -> list[int]:

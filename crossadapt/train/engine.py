@@ -118,8 +118,8 @@ def predict_logits(model: nn.Module, data: Tensors, batch_size: int = 65536, amp
     device = data["ids"].device
     out = []
     n = data["ids"].shape[0]
+    dense = dense_or_none(data)
     for s in range(0, n, batch_size):
-        dense = dense_or_none(data)
         with autocast(device, amp):
             z = model(data["ids"][s : s + batch_size], None if dense is None else dense[s : s + batch_size])
         out.append(z.float())

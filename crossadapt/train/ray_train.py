@@ -444,16 +444,17 @@ def fit_many(
                     fingerprint=j.fingerprint or F.train_fingerprint(j, {}, resources.num_workers, code))
             for j in jobs]
     storage = Path(storage_dir or Path(jobs[0].run_dir).parent).resolve() / "ray_storage"
-    # GPU workers take whole devices: their jobs keep one lane rather than wait on each other's GPUs
-    lanes = job_lanes(jobs, 1 if resolve_use_gpu(resources) else resources.concurrent_jobs, cost)
-    names = [f"{name}-{F.short(F.digest([[j.name, j.fingerprint] for j in lane]))}" for lane in lanes]
-    if fresh:
-        for run_name in names:
-            shutil.rmtree(storage / run_name, ignore_errors=True)
-        for j in jobs:
-            shutil.rmtree(j.run_dir, ignore_errors=True)
-    pending = [j for j in jobs if read_outcome(j.run_dir, j.fingerprint) is None]
-    if pending:
+    pending = list(jobs) if fresh else [j for j in jobs if read_outcome(j.run_dir, j.fingerprint) is None]
+    if pending:  # only a run that trains asks where it trains (use_gpu=true may wait for a GPU)
+        use_gpu = resolve_use_gpu(resources)
+        # GPU workers take whole devices: their jobs keep one lane rather than wait on each other's GPUs
+        lanes = job_lanes(jobs, 1 if use_gpu else resources.concurrent_jobs, cost)
+        names = [f"{name}-{F.short(F.digest([[j.name, j.fingerprint] for j in lane]))}" for lane in lanes]
+        if fresh:
+            for run_name in names:
+                shutil.rmtree(storage / run_name, ignore_errors=True)
+            for j in jobs:
+                shutil.rmtree(j.run_dir, ignore_errors=True)
         sets = dict(datasets(pending) if callable(datasets) else datasets)
         todo = [(run_name, [j for j in lane if j in pending]) for run_name, lane in zip(names, lanes)]
         todo = [(run_name, lane) for run_name, lane in todo if lane]
@@ -461,8 +462,8 @@ def fit_many(
         def lane_call(run_name: str, lane: list[TrainJob], k: int) -> Callable[[], float]:
             keys = {key for j in lane for key in (*engine.phase_keys(j), j.valid_key)}
             label = name if len(todo) == 1 else f"{name} lane {k + 1} of {len(todo)}"
-            return lambda: _train(lane, {key: v for key, v in sets.items() if key in keys}, resources, storage,
-                                  run_name, on_epoch, label=label, groups=len(todo))
+            return lambda: _train(lane, {key: v for key, v in sets.items() if key in keys}, resources, use_gpu,
+                                  storage, run_name, on_epoch, label=label, groups=len(todo))
 
         walls = run_concurrently([lane_call(run_name, lane, k) for k, (run_name, lane) in enumerate(todo)],
                                  at_once=len(todo))
@@ -526,10 +527,10 @@ class _EpochFeed:
             self.seen[j.run_dir] = max(self.seen[j.run_dir], len(history))
 
 
-def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, storage: Path, run_name: str,
-           on_epoch: EpochCallback | None = None, label: str = "", groups: int = 1) -> float:
+def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, use_gpu: bool, storage: Path,
+           run_name: str, on_epoch: EpochCallback | None = None, label: str = "", groups: int = 1) -> float:
     """One Ray Train run of ``jobs`` under ``storage/run_name`` (its progress lines say ``label``),
-    one of ``groups`` worker groups running at once; returns its wall seconds."""
+    one of ``groups`` worker groups running at once, on GPUs when ``use_gpu``; returns its wall seconds."""
     for j in jobs:
         Path(j.run_dir).mkdir(parents=True, exist_ok=True)
         (Path(j.run_dir) / PROGRESS_FILE).unlink(missing_ok=True)  # the live feed reads this run's epochs only
@@ -541,7 +542,6 @@ def _train(jobs: list[TrainJob], datasets: dict, resources: ResourcesConfig, sto
     for j in jobs:  # this run's own records only
         (Path(j.run_dir) / DATA_ERROR_FILE).unlink(missing_ok=True)
     (Path(jobs[0].run_dir) / STARTS_FILE).unlink(missing_ok=True)
-    use_gpu = resolve_use_gpu(resources)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"name": label or run_name.rsplit("-", 1)[0], "jobs": [to_dict(j) for j in jobs],
